@@ -1,0 +1,75 @@
+/**
+ * `reformer plot`: loss and bits-per-character curves from a JSONL run log, as SVG or PNG.
+ * Vega-Lite does the layout headless (no canvas needed); resvg rasterises to PNG.
+ */
+import { readFile, writeFile, rename } from 'node:fs/promises';
+import { extname } from 'node:path';
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+
+export interface RunLogRecord {
+  readonly type: 'train' | 'eval';
+  readonly step: number;
+  readonly loss: number;
+  readonly bpc?: number;
+  readonly accuracy?: number;
+}
+
+export async function readRunLog(path: string): Promise<RunLogRecord[]> {
+  const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`cannot read run log '${path}': ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  });
+  const records: RunLogRecord[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let r: unknown;
+    try {
+      r = JSON.parse(line);
+    } catch {
+      throw new Error(`run log '${path}' line ${i + 1} is not JSON`);
+    }
+    const rec = r as Partial<RunLogRecord>;
+    if ((rec.type === 'train' || rec.type === 'eval') && typeof rec.step === 'number' && typeof rec.loss === 'number') {
+      records.push(rec as RunLogRecord);
+    }
+  });
+  if (records.length === 0) throw new Error(`run log '${path}' has no train or eval records`);
+  return records;
+}
+
+export async function renderPlot(records: readonly RunLogRecord[], title: string): Promise<string> {
+  const values = records.flatMap((r) => [
+    { step: r.step, value: r.loss, series: `${r.type} loss (nats)` },
+    ...(r.bpc !== undefined ? [{ step: r.step, value: r.bpc, series: `${r.type} bits/char` }] : []),
+    ...(r.accuracy !== undefined ? [{ step: r.step, value: r.accuracy, series: `${r.type} accuracy` }] : []),
+  ]);
+  const spec: vl.TopLevelSpec = {
+    title,
+    width: 640,
+    height: 360,
+    data: { values },
+    mark: { type: 'line', point: records.length < 60 },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'step' },
+      y: { field: 'value', type: 'quantitative', title: null },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
+  };
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  return view.toSVG();
+}
+
+/** Writes the plot of `logPath` to `outPath` (.svg or .png), atomically. */
+export async function plotRunLog(logPath: string, outPath: string): Promise<void> {
+  const ext = extname(outPath).toLowerCase();
+  if (ext !== '.svg' && ext !== '.png') throw new Error(`plot output must end in .svg or .png, got '${outPath}'`);
+  const svg = await renderPlot(await readRunLog(logPath), logPath);
+  let bytes: Uint8Array | string = svg;
+  if (ext === '.png') {
+    const { Resvg } = await import('@resvg/resvg-js');
+    bytes = new Resvg(svg, { background: 'white', font: { loadSystemFonts: true } }).render().asPng();
+  }
+  const tmp = `${outPath}.tmp-${process.pid}`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, outPath);
+}
