@@ -1,0 +1,117 @@
+/**
+ * Test helpers for attention: seeded data and an independent, loop-by-loop JS model of LSH
+ * attention given buckets (sorting, chunk windows, masks), used to check the graph's results.
+ */
+import type { AttentionShape } from '../../reformer/attention/api.ts';
+
+/** mulberry32. */
+export function rng(seed: number): () => number {
+  let a = seed | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function gaussian(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+}
+
+export function randomArray(seed: number, n: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => scale * gaussian(r));
+}
+
+export interface WindowSlot {
+  /** Original position of the key. */
+  readonly kv: number;
+  /** Buckets (with round offsets) of the query copy and of the key copy. */
+  readonly qBucket: number;
+  readonly kvBucket: number;
+}
+
+/**
+ * For one (example, head) with buckets `[H, L]` (flat, round offsets included): every window slot
+ * that each query position sees, over all rounds, with duplicates.
+ */
+export function windowsOf(buckets: ArrayLike<number>, H: number, L: number, c: number, before = 1, after = 0): WindowSlot[][] {
+  const n = H * L;
+  const order = Array.from({ length: n }, (_, i) => i);
+  const key = (i: number) => buckets[i]! * L + (i % L);
+  order.sort((a, b) => key(a) - key(b));
+  const nC = n / c;
+  const slots: WindowSlot[][] = Array.from({ length: L }, () => []);
+  for (let s = 0; s < n; s++) {
+    const j = Math.floor(s / c);
+    const qCopy = order[s]!;
+    for (let o = -before; o <= after; o++) {
+      const cj = (((j + o) % nC) + nC) % nC;
+      for (let t = 0; t < c; t++) {
+        const kvCopy = order[cj * c + t]!;
+        slots[qCopy % L]!.push({ kv: kvCopy % L, qBucket: buckets[qCopy]!, kvBucket: buckets[kvCopy]! });
+      }
+    }
+  }
+  return slots;
+}
+
+/** Slice of one (example, head) of a `[B, h, L, d]` array, as rows. */
+export function rowsOf(x: ArrayLike<number>, shape: AttentionShape | readonly number[], b: number, head: number, d = shape[3]!): number[][] {
+  const [, h, L] = shape as [number, number, number];
+  const base = (b * h + head) * L * d;
+  return Array.from({ length: L }, (_, t) => Array.from({ length: d }, (_, e) => x[base + t * d + e]!));
+}
+
+const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i]!, 0);
+
+export function normalizedKey(k: number[]): number[] {
+  const s = 1 / Math.sqrt(dot(k, k) + 1e-6 * k.length);
+  return k.map((x) => x * s);
+}
+
+/** Softmax-weighted sum over the listed keys with the given logits (max subtracted first). */
+export function softmaxSum(logits: number[], values: number[][]): number[] {
+  const m = Math.max(...logits);
+  const e = logits.map((l) => Math.exp(l - m));
+  const z = e.reduce((a, b) => a + b, 0);
+  const out = new Array<number>(values[0]!.length).fill(0);
+  e.forEach((p, i) => values[i]!.forEach((x, k) => (out[k]! += (p / z) * x)));
+  return out;
+}
+
+export interface NaiveMasks {
+  readonly causal?: boolean;
+  readonly attendAcrossBuckets?: boolean;
+}
+
+/** Shared-QK logit of query i and key j with the LSH masks. */
+export function maskedLogit(qk: number[][], i: number, slot: WindowSlot, m: NaiveMasks): number {
+  let l = dot(qk[i]!, normalizedKey(qk[slot.kv]!));
+  if ((m.causal ?? false) && slot.kv > i) l -= 1e9;
+  if (slot.kv === i) l -= 1e5;
+  if (!(m.attendAcrossBuckets ?? true) && slot.kv !== -1 && slot.qBucket !== slot.kvBucket) l -= 1e9;
+  return l;
+}
+
+/** One softmax over every window slot of every round (duplicates counted): the round-combination identity. */
+export function naiveAllSlots(qk: number[][], v: number[][], windows: WindowSlot[][], m: NaiveMasks): number[][] {
+  return windows.map((slots, i) => softmaxSum(slots.map((s) => maskedLogit(qk, i, s, m)), slots.map((s) => v[s.kv]!)));
+}
+
+/** Exact softmax over the union of the neighbour sets, each key once. */
+export function naiveUnion(qk: number[][], v: number[][], windows: WindowSlot[][], m: NaiveMasks): number[][] {
+  return windows.map((slots, i) => {
+    const keys = [...new Set(slots.map((s) => s.kv))];
+    return softmaxSum(keys.map((j) => maskedLogit(qk, i, { kv: j, qBucket: 0, kvBucket: 0 }, m)), keys.map((j) => v[j]!));
+  });
+}
+
+/** Largest absolute difference. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return Number.isNaN(m) ? Infinity : m;
+}
