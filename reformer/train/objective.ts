@@ -67,13 +67,23 @@ export function logitsGraph(model: Layer, params: Params, batchSize: number, seq
   return { graph, paramNames: graph.inputNodes().filter((n) => n.role === 'param').map((n) => n.name) };
 }
 
-/** Feeds for an objective graph: parameters by input name (`params.<path>`), batch and seed. */
-export function objectiveFeeds(params: ReadonlyMap<string, HostTensor>, batch: Batch | { tokens: HostTensor }, seed: number): Record<string, HostTensor> {
+/** Feeds for the inputs `graph` declares: parameters (`params.<path>`), batch and seed. */
+export function objectiveFeeds(
+  graph: Graph,
+  params: ReadonlyMap<string, HostTensor>,
+  batch: Batch | { readonly tokens: HostTensor },
+  seed: number,
+): Record<string, HostTensor> {
   const feeds: Record<string, HostTensor> = {};
-  for (const [path, t] of params) feeds[`params.${path}`] = t;
-  feeds.tokens = batch.tokens;
-  if ('weights' in batch) feeds.weights = batch.weights;
-  feeds.seed = { shape: [], dtype: 'i32', data: Int32Array.of(seed) };
+  for (const node of graph.inputNodes()) {
+    if (node.role === 'param') {
+      const t = params.get(node.name.slice('params.'.length));
+      if (t === undefined) throw new Error(`no value for parameter '${node.name}'`);
+      feeds[node.name] = t;
+    } else if (node.name === 'tokens') feeds.tokens = batch.tokens;
+    else if (node.name === 'weights' && 'weights' in batch) feeds.weights = batch.weights;
+    else if (node.name === 'seed') feeds.seed = { shape: [], dtype: 'i32', data: Int32Array.of(seed) };
+  }
   return feeds;
 }
 
@@ -84,9 +94,7 @@ export async function runTrainStep(
   batch: Batch,
   seed: number,
 ): Promise<{ loss: number; grads: Map<string, HostTensor> }> {
-  const feeds = objectiveFeeds(params, batch, seed);
-  const inputNames = new Set(objective.graph.inputNodes().map((n) => n.name));
-  for (const k of Object.keys(feeds)) if (!inputNames.has(k)) delete feeds[k];
+  const feeds = objectiveFeeds(objective.graph, params, batch, seed);
   const [loss, ...grads] = await runner.run(objective.graph, feeds);
   const byPath = new Map<string, HostTensor>();
   objective.paramNames.forEach((name, i) => byPath.set(name.slice('params.'.length), grads[i]!));
@@ -99,9 +107,7 @@ export async function runEvalStep(
   params: ReadonlyMap<string, HostTensor>,
   batch: Batch,
 ): Promise<{ loss: number; correct: number; weight: number }> {
-  const feeds = objectiveFeeds(params, batch, 0);
-  const inputNames = new Set(objective.graph.inputNodes().map((n) => n.name));
-  for (const k of Object.keys(feeds)) if (!inputNames.has(k)) delete feeds[k];
+  const feeds = objectiveFeeds(objective.graph, params, batch, 0);
   const [loss, correct, weight] = await runner.run(objective.graph, feeds);
   return { loss: loss!.data[0]!, correct: correct!.data[0]!, weight: weight!.data[0]! };
 }

@@ -1,0 +1,77 @@
+/**
+ * Autoregressive sampling from a causal LM. The model runs at its fixed length L; the context is
+ * the last L−1 tokens, so each new token costs one forward pass (no incremental cache yet).
+ */
+import { uniformAt } from '../compiler/ir/random.ts';
+import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { Layer } from '../dsl/layer.ts';
+import type { GraphRunner } from '../runtime/runner.ts';
+import { logitsGraph, objectiveFeeds } from './train/objective.ts';
+import { PAD_ID } from './model.ts';
+
+export interface SampleOptions {
+  /** 0 = greedy (argmax). */
+  readonly temperature: number;
+  /** Sample among the k most likely tokens; 0 = all. */
+  readonly topK: number;
+  readonly seed: number;
+  /** Token ids never sampled (e.g. padding). */
+  readonly forbidden?: readonly number[];
+}
+
+/** Picks a token from one row of logits. Pure: the draw depends on (seed, position) only. */
+export function sampleToken(logits: ArrayLike<number>, options: SampleOptions, position: number): number {
+  const V = logits.length;
+  const banned = new Set(options.forbidden ?? []);
+  const ids = Array.from({ length: V }, (_, i) => i).filter((i) => !banned.has(i));
+  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (options.temperature === 0) return ids[0]!;
+  const pool = options.topK > 0 ? ids.slice(0, options.topK) : ids;
+  const top = logits[pool[0]!]!;
+  const weights = pool.map((i) => Math.exp((logits[i]! - top) / options.temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let u = uniformAt(options.seed, 0x5eed, position) * total;
+  for (let j = 0; j < pool.length; j++) {
+    u -= weights[j]!;
+    if (u < 0) return pool[j]!;
+  }
+  return pool[pool.length - 1]!;
+}
+
+export interface GenerateOptions extends SampleOptions {
+  readonly seqLen: number;
+  readonly length: number;
+  /** Called with each new token as it is produced. */
+  readonly onToken?: (token: number) => void;
+}
+
+/** Continues `prompt` (token ids) by `length` tokens. */
+export async function generate(
+  runner: GraphRunner,
+  model: Layer,
+  params: ReadonlyMap<string, HostTensor>,
+  paramTree: Parameters<typeof logitsGraph>[1],
+  prompt: readonly number[],
+  options: GenerateOptions,
+): Promise<number[]> {
+  const L = options.seqLen;
+  const { graph } = logitsGraph(model, paramTree, 1, L);
+  const tokens = [...prompt];
+  const out: number[] = [];
+  for (let n = 0; n < options.length; n++) {
+    // Position t of the window predicts the token at t from tokens before it (the model shifts right).
+    const context = tokens.slice(-(L - 1));
+    const t = context.length;
+    const window = new Int32Array(L).fill(PAD_ID);
+    window.set(context);
+    const feeds = objectiveFeeds(graph, params, { tokens: { shape: [1, L], dtype: 'i32', data: window } }, 0);
+    const [logits] = await runner.run(graph, feeds);
+    const V = logits!.shape[2]!;
+    const row = logits!.data.subarray(t * V, (t + 1) * V);
+    const next = sampleToken(row, options, tokens.length);
+    tokens.push(next);
+    out.push(next);
+    options.onToken?.(next);
+  }
+  return out;
+}
