@@ -1,0 +1,87 @@
+/**
+ * graph → plan → kernel sources. `compile(graph).kernels` is everything a backend (or an emitter
+ * writing kernels to files) needs: names, source text, parameter buffers and output sizes.
+ *
+ * Limits of the float32 carrier, checked here with errors naming the node and its layer:
+ * element counts and flat indices must stay below 2^24, and i32 constants must be exact in
+ * float32 (|v| <= 2^24). i32 feeds are checked when they are uploaded (runtime).
+ */
+import { printPlan, planKernels, type KernelPlan } from '../fuse/plan.ts';
+import type { Graph } from '../ir/graph.ts';
+import type { DType, NodeId } from '../ir/types.ts';
+import { formatShape, sizeOf } from '../ir/types.ts';
+import { groupKernels, nodeKey, type BufferKey, type KernelSource } from './kernels.ts';
+
+/** Integers (values, flat indices) are exact in float32 up to this magnitude. */
+export const FLOAT32_EXACT_INT = 2 ** 24;
+
+export class CompileError extends Error {
+  override name = 'CompileError';
+}
+
+export interface BufferInfo {
+  readonly key: BufferKey;
+  readonly size: number;
+  readonly dtype: DType;
+  /** Graph node it holds, or undefined for a kernel's scratch buffer. */
+  readonly node?: NodeId;
+}
+
+export interface CompiledGraph {
+  readonly plan: KernelPlan;
+  /** In execution order. */
+  readonly kernels: readonly KernelSource[];
+  /** Every buffer a kernel reads or writes, inputs and host-made buffers included. */
+  readonly buffers: ReadonlyMap<BufferKey, BufferInfo>;
+  /** The plan, then each kernel's source: the text form to snapshot or emit. */
+  describe(): string;
+}
+
+function checkLimits(graph: Graph, plan: KernelPlan): void {
+  const inPlan = new Set<NodeId>([...plan.buffers.keys()]);
+  for (const k of plan.groups) for (const f of k.fused) inPlan.add(f);
+  for (const id of inPlan) {
+    const n = graph.node(id);
+    const count = sizeOf(n.shape);
+    if (count > FLOAT32_EXACT_INT) {
+      throw new CompileError(
+        `${n.scope || 'top level'}: %${id}:${n.dtype}${formatShape(n.shape)} has ${count} elements; ` +
+          `compiled kernels carry flat indices as float32 and support at most ${FLOAT32_EXACT_INT}`,
+      );
+    }
+    if (n.op === 'const' && n.dtype === 'i32' && n.values.some((v) => Math.abs(v) > FLOAT32_EXACT_INT)) {
+      throw new CompileError(
+        `${n.scope || 'top level'}: i32 constant %${id} holds a value beyond ±2^24, which float32 kernels cannot carry exactly`,
+      );
+    }
+    if (n.op === 'random' && graph.node(n.seed).op !== 'input' && graph.node(n.seed).op !== 'const') {
+      throw new CompileError(
+        `${n.scope || 'top level'}: random %${id} needs its seed to be a graph input or constant (it is drawn on the host)`,
+      );
+    }
+  }
+}
+
+export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs): CompiledGraph {
+  const plan = planKernels(graph, wanted);
+  checkLimits(graph, plan);
+  const kernels: KernelSource[] = [];
+  for (const group of plan.groups) {
+    if (sizeOf(graph.node(group.root).shape) === 0) continue; // nothing to compute; the runtime makes an empty array
+    kernels.push(...groupKernels(plan, group));
+  }
+  const buffers = new Map<BufferKey, BufferInfo>();
+  for (const id of plan.buffers.keys()) {
+    const n = graph.node(id);
+    buffers.set(nodeKey(id), { key: nodeKey(id), size: sizeOf(n.shape), dtype: n.dtype, node: id });
+  }
+  for (const k of kernels) {
+    if (!buffers.has(k.output)) buffers.set(k.output, { key: k.output, size: k.size, dtype: 'f32' });
+  }
+  return {
+    plan,
+    kernels,
+    buffers,
+    describe: () => [printPlan(plan), ...kernels.map((k) => `// ${k.name} -> ${k.output} [${k.size}]\n${k.source}`)].join('\n\n'),
+  };
+}

@@ -1,0 +1,294 @@
+/**
+ * Expression emitter: writes the JavaScript statements (the gpu.js kernel dialect) that compute
+ * one node's value at a flat element index, inlining the node's fused operands recursively. Each
+ * (node, index) pair is computed once per scope (`memo`), so a value used twice in a kernel is a
+ * shared temporary, not recomputed.
+ *
+ * Values are float32 in the kernel; i32 tensors are carried as floats, exact below 2^24 (checked
+ * in compile.ts). Index arithmetic uses the same representation, hence the same limit.
+ */
+import type { Graph } from '../ir/graph.ts';
+import type { Node, NodeId, Shape } from '../ir/types.ts';
+import { sizeOf } from '../ir/types.ts';
+import { stridesOf } from '../reference/evaluate.ts';
+import type { KernelPlan } from '../fuse/plan.ts';
+
+/** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
+export function floatLiteral(v: number): string {
+  if (Number.isNaN(v)) throw new Error('codegen: NaN constants are not supported in kernels');
+  // Beyond float32 range: rounds to ±Infinity in the kernel, as the constant would in float32.
+  if (!Number.isFinite(v)) return v > 0 ? '1e39' : '(-1e39)';
+  let s = String(v);
+  if (!/[.e]/.test(s)) s += '.0';
+  return v < 0 || Object.is(v, -0) ? `(${s.startsWith('-') ? s : '-' + s})` : s;
+}
+
+export class KernelWriter {
+  private readonly lines: string[] = [];
+  private memo = new Map<string, string>();
+  private counter = 0;
+  private depth = 1;
+  /** The largest constant loop bound written, for gpu.js's loopMaxIterations. */
+  loopMax = 0;
+
+  constructor(
+    readonly plan: KernelPlan,
+    /** The group root: its own value is computed here, never read from a buffer. */
+    readonly root: NodeId,
+    /** Parameter name of each materialised buffer this kernel reads. */
+    readonly params: ReadonlyMap<NodeId, string>,
+  ) {}
+
+  get graph(): Graph {
+    return this.plan.graph;
+  }
+
+  fresh(prefix: string): string {
+    return `${prefix}${this.counter++}`;
+  }
+
+  stmt(line: string): void {
+    this.lines.push('  '.repeat(this.depth) + line);
+  }
+
+  /** Binds `expr` to a new variable (memoised under `key` when given) and returns its name. */
+  bind(expr: string, prefix = 't', key?: string): string {
+    if (key !== undefined) {
+      const hit = this.memo.get(key);
+      if (hit !== undefined) return hit;
+    }
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(expr) || /^\(?-?[0-9.e]+\)?$/.test(expr)) {
+      if (key !== undefined) this.memo.set(key, expr);
+      return expr;
+    }
+    const name = this.fresh(prefix);
+    this.stmt(`let ${name} = ${expr};`);
+    if (key !== undefined) this.memo.set(key, name);
+    return name;
+  }
+
+  /** `for (let v = from; v < to; v++) { body }`; temporaries made inside stay inside. */
+  loop(v: string, from: number, to: number, body: () => void): void {
+    this.loopMax = Math.max(this.loopMax, to);
+    this.stmt(`for (let ${v} = ${from}; ${v} < ${to}; ${v}++) {`);
+    const saved = new Map(this.memo);
+    this.depth++;
+    body();
+    this.depth--;
+    this.memo = saved;
+    this.stmt('}');
+  }
+
+  /** Row-major coordinates of flat index `idx` in `shape` (size-1 axes are the literal 0). */
+  coords(idx: string, shape: Shape): string[] {
+    const strides = stridesOf(shape);
+    return shape.map((d, axis) => {
+      if (d === 1) return '0';
+      const q = strides[axis] === 1 ? idx : `Math.floor(${idx} / ${strides[axis]})`;
+      const e = axis === 0 ? q : `${q} % ${d}`;
+      return this.bind(e, 'c', `coord:${idx}:${shape.join(',')}:${axis}`);
+    });
+  }
+
+  /** Flat index from per-axis terms and strides, skipping zero terms. */
+  flat(terms: readonly string[], strides: readonly number[]): string {
+    const parts: string[] = [];
+    terms.forEach((t, d) => {
+      if (t === '0') return;
+      parts.push(strides[d] === 1 ? t : `${t} * ${strides[d]}`);
+    });
+    return parts.length === 0 ? '0' : parts.length === 1 ? parts[0]! : `(${parts.join(' + ')})`;
+  }
+
+  index(expr: string): string {
+    return this.bind(expr, 'i');
+  }
+
+  /** The value of node `id` at flat index `idx` (a variable name or an integer literal). */
+  value(id: NodeId, idx: string): string {
+    const key = `v:${id}@${idx}`;
+    const hit = this.memo.get(key);
+    if (hit !== undefined) return hit;
+    const n = this.graph.node(id);
+    let out: string;
+    if (id !== this.root && this.plan.buffers.has(id)) {
+      const p = this.params.get(id);
+      if (p === undefined) throw new Error(`codegen internal: buffer %${id} is not a parameter of this kernel`);
+      out = this.bind(`${p}[${idx}]`, 'v');
+    } else {
+      out = this.bind(this.expression(n, idx), 'v');
+    }
+    this.memo.set(key, out);
+    return out;
+  }
+
+  private expression(n: Node, idx: string): string {
+    const g = this.graph;
+    switch (n.op) {
+      case 'input':
+      case 'random':
+      case 'reduce':
+      case 'argmax':
+      case 'argsort':
+      case 'scatterAdd':
+        throw new Error(`codegen internal: %${n.id} (${n.op}) must be materialised`);
+      case 'const':
+        if (n.values.length !== 1) throw new Error(`codegen internal: const %${n.id} with many values must be a buffer`);
+        return floatLiteral(n.values[0]!);
+      case 'iota':
+        return this.coords(idx, n.shape)[n.axis]!;
+      case 'unary': {
+        const x = this.value(n.x, idx);
+        switch (n.fn) {
+          case 'neg':
+            return `-${x}`;
+          case 'exp':
+            return `Math.exp(${x})`;
+          case 'log':
+            return `Math.log(${x})`;
+          case 'sqrt':
+            return `Math.sqrt(${x})`;
+          case 'rsqrt':
+            return `1.0 / Math.sqrt(${x})`;
+          case 'tanh':
+            return `Math.tanh(${x})`;
+        }
+        break;
+      }
+      case 'binary': {
+        const a = this.value(n.a, idx);
+        const b = this.value(n.b, idx);
+        const integer = n.dtype === 'i32';
+        switch (n.fn) {
+          case 'add':
+            return `${a} + ${b}`;
+          case 'sub':
+            return `${a} - ${b}`;
+          case 'mul':
+            return `${a} * ${b}`;
+          case 'div':
+            return integer ? `Math.floor(${a} / ${b})` : `${a} / ${b}`;
+          case 'max':
+            return `Math.max(${a}, ${b})`;
+          case 'min':
+            return `Math.min(${a}, ${b})`;
+          case 'mod':
+            return `${a} - ${b} * Math.floor(${a} / ${b})`;
+        }
+        break;
+      }
+      case 'compare': {
+        const a = this.value(n.a, idx);
+        const b = this.value(n.b, idx);
+        const op = { lt: '<', le: '<=', gt: '>', ge: '>=', eq: '===', ne: '!==' }[n.fn];
+        return `(${a} ${op} ${b} ? 1.0 : 0.0)`;
+      }
+      case 'where': {
+        const c = this.value(n.cond, idx);
+        const a = this.value(n.a, idx);
+        const b = this.value(n.b, idx);
+        return `(${c} !== 0.0 ? ${a} : ${b})`;
+      }
+      case 'cast':
+        return n.dtype === 'i32' ? `Math.trunc(${this.value(n.x, idx)})` : this.value(n.x, idx);
+      case 'stopGradient':
+      case 'reshape':
+        return this.value(n.x, idx);
+      case 'broadcast': {
+        const x = g.node(n.x);
+        const c = this.coords(idx, n.shape);
+        const off = n.shape.length - x.shape.length;
+        const terms = x.shape.map((d, i) => (d === 1 ? '0' : c[i + off]!));
+        return this.value(n.x, this.index(this.flat(terms, stridesOf(x.shape))));
+      }
+      case 'transpose': {
+        const x = g.node(n.x);
+        const c = this.coords(idx, n.shape);
+        const xs = stridesOf(x.shape);
+        return this.value(n.x, this.index(this.flat(c, n.perm.map((p) => xs[p]!))));
+      }
+      case 'slice': {
+        const x = g.node(n.x);
+        const c = this.coords(idx, n.shape).map((t, d) => (n.begin[d] === 0 ? t : `(${t} + ${n.begin[d]})`));
+        return this.value(n.x, this.index(this.flat(c, stridesOf(x.shape))));
+      }
+      case 'pad': {
+        const x = g.node(n.x);
+        const c = this.coords(idx, n.shape);
+        const inner = c.map((t, d) => (n.before[d] === 0 ? t : this.bind(`${t} - ${n.before[d]}`, 'c')));
+        const checks = inner.flatMap((t, d) =>
+          n.before[d] === 0 && x.shape[d] === n.shape[d] ? [] : [`${t} >= 0`, `${t} < ${x.shape[d]}`],
+        );
+        const ok = checks.length === 0 ? 'true' : this.bind(checks.join(' && '), 'ok');
+        // Out-of-range positions read element 0 (always valid) and select 0 afterwards.
+        const src = this.index(`(${ok} ? ${this.flat(inner, stridesOf(x.shape))} : 0)`);
+        return `(${ok} ? ${this.value(n.x, src)} : 0.0)`;
+      }
+      case 'concat': {
+        const c = this.coords(idx, n.shape);
+        const pos = c[n.axis]!;
+        let base = 0;
+        const pieces: Array<[number, string]> = [];
+        for (const id of n.xs) {
+          const x = g.node(id);
+          const len = x.shape[n.axis]!;
+          if (len > 0) {
+            const clamped = this.bind(`Math.min(Math.max(${pos} - ${base}, 0), ${len - 1})`, 'c');
+            const terms = c.map((t, d) => (d === n.axis ? clamped : t));
+            pieces.push([base + len, this.value(id, this.index(this.flat(terms, stridesOf(x.shape))))]);
+          }
+          base += len;
+        }
+        let e = pieces[pieces.length - 1]![1];
+        for (let i = pieces.length - 2; i >= 0; i--) e = `(${pos} < ${pieces[i]![0]} ? ${pieces[i]![1]} : ${e})`;
+        return e;
+      }
+      case 'gather': {
+        const x = g.node(n.x);
+        const c = this.coords(idx, n.shape);
+        const len = x.shape[n.axis]!;
+        // Clamped so a bad index cannot read outside the buffer; the reference throws instead.
+        const j = this.bind(`Math.min(Math.max(${this.value(n.index, idx)}, 0), ${len - 1})`, 'j');
+        const terms = c.map((t, d) => (d === n.axis ? j : t));
+        return this.value(n.x, this.index(this.flat(terms, stridesOf(x.shape))));
+      }
+      case 'matmul':
+        return this.matmulAt(n, idx);
+    }
+    throw new Error(`codegen internal: unhandled op in %${(n as Node).id}`);
+  }
+
+  /** Dot product for one output element of a (batched) matmul. */
+  private matmulAt(n: Node & { op: 'matmul' }, idx: string): string {
+    const a = this.graph.node(n.a);
+    const k = a.shape[a.shape.length - 1]!;
+    const [m, nn] = n.shape.slice(-2) as [number, number];
+    const c = this.coords(idx, n.shape);
+    const rank = n.shape.length;
+    const batch = rank > 2 ? this.bind(`Math.floor(${idx} / ${m * nn})`, 'c') : '0';
+    const row = c[rank - 2]!;
+    const col = c[rank - 1]!;
+    const aBase = this.index(this.flat([batch, row], [m * k, k]));
+    const bBase = this.index(this.flat([batch, col], [k * nn, 1]));
+    const acc = this.fresh('acc');
+    this.stmt(`let ${acc} = 0.0;`);
+    if (k > 0) {
+      const p = this.fresh('p');
+      this.loop(p, 0, k, () => {
+        const av = this.value(n.a, this.index(aBase === '0' ? p : `${aBase} + ${p}`));
+        const bv = this.value(n.b, this.index(`${bBase} + ${p} * ${nn}`));
+        this.stmt(`${acc} += ${av} * ${bv};`);
+      });
+    }
+    return acc;
+  }
+
+  /** The kernel function text: `function (b0, b3) { ...; return v; }`. */
+  finish(paramNames: readonly string[], result: string): string {
+    return [`function (${paramNames.join(', ')}) {`, ...this.lines, `  return ${result};`, '}'].join('\n');
+  }
+}
+
+export function elementCount(n: Node): number {
+  return sizeOf(n.shape);
+}

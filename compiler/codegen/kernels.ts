@@ -1,0 +1,187 @@
+/**
+ * Kernel sources for each group kind of a plan. Every kernel computes one output element per
+ * thread (`this.thread.x` is the flat index into a 1-D output), reading its operand buffers as
+ * flat arrays. Sources are plain text so they can be printed, diffed and emitted as files.
+ *
+ * - elementwise / matmul(+epilogue): the root's expression tree at the thread's index.
+ * - reduce / argmax: a loop along the reduced axis over the fused prologue expression.
+ * - argsort (stable, i32 keys): two O(len²)-per-row kernels, gather-style so every thread writes
+ *   only its own element: `rank[i]` = number of keys ordered before key i (ties by position),
+ *   then `out[p]` = the position whose rank is p. Meant for moderate lengths (LSH buckets).
+ * - scatterAdd: gather-style too: each output element sums the updates whose index hits it, in
+ *   source order, O(len_in) per element.
+ */
+import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
+import type { NodeId } from '../ir/types.ts';
+import { sizeOf } from '../ir/types.ts';
+import { KernelWriter } from './emit.ts';
+
+/** A buffer key: `%12` for a node's buffer, `k5_argsort.rank` for a kernel's scratch buffer. */
+export type BufferKey = string;
+
+export const nodeKey = (id: NodeId): BufferKey => `%${id}`;
+
+export interface KernelSource {
+  /** Unique within a compiled graph, e.g. `k3_reduce_sum` or `k5_argsort.rank`. */
+  readonly name: string;
+  /** The plan group it implements. */
+  readonly group: string;
+  /** gpu.js kernel source: `function (b0, b3) { ... }`. */
+  readonly source: string;
+  /** Buffers passed as arguments, in parameter order. */
+  readonly params: readonly BufferKey[];
+  readonly output: BufferKey;
+  /** Number of output elements (`output: [size]`). */
+  readonly size: number;
+  /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
+  readonly loopMax: number;
+}
+
+function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
+  return new Map(reads.map((id) => [id, `b${id}`]));
+}
+
+function simple(plan: KernelPlan, group: KernelGroup, body: (w: KernelWriter) => string): KernelSource {
+  const params = paramsOf(group.reads);
+  const w = new KernelWriter(plan, group.root, params);
+  const result = body(w);
+  return {
+    name: group.name,
+    group: group.name,
+    source: w.finish([...params.values()], result),
+    params: group.reads.map(nodeKey),
+    output: nodeKey(group.root),
+    size: sizeOf(plan.graph.node(group.root).shape),
+    loopMax: w.loopMax,
+  };
+}
+
+/** Outer/inner decomposition of an axis: element (o, r, i) sits at `(o * len + r) * inner + i`. */
+function axisSplit(shape: readonly number[], axis: number): { len: number; inner: number } {
+  return { len: shape[axis]!, inner: sizeOf(shape.slice(axis + 1)) };
+}
+
+/** `base` = flat index of (o, 0, i) for the thread's output index over a shape whose axis has size `outLen`. */
+function axisBase(w: KernelWriter, outLen: number, len: number, inner: number): string {
+  const idx = 'this.thread.x';
+  if (inner === 1) return w.index(outLen === 1 ? `${idx} * ${len}` : `Math.floor(${idx} / ${outLen}) * ${len}`);
+  const o = w.bind(`Math.floor(${idx} / ${outLen * inner})`, 'o');
+  const i = w.bind(`${idx} % ${inner}`, 'c');
+  return w.index(`${o} * ${len * inner} + ${i}`);
+}
+
+export function groupKernels(plan: KernelPlan, group: KernelGroup): KernelSource[] {
+  const g = plan.graph;
+  const root = g.node(group.root);
+  switch (root.op) {
+    case 'reduce':
+    case 'argmax': {
+      const x = g.node(root.x);
+      const { len, inner } = axisSplit(x.shape, root.axis);
+      return [
+        simple(plan, group, (w) => {
+          const base = axisBase(w, 1, len, inner);
+          const at = (r: string) => (inner === 1 ? `${base} + ${r}` : `${base} + ${r} * ${inner}`);
+          const first = w.value(root.x, base);
+          const acc = w.fresh('acc');
+          w.stmt(`let ${acc} = ${first};`);
+          const best = root.op === 'argmax' ? w.fresh('best') : '';
+          if (root.op === 'argmax') w.stmt(`let ${best} = 0.0;`);
+          if (len > 1) {
+            const r = w.fresh('r');
+            w.loop(r, 1, len, () => {
+              const v = w.value(root.x, w.index(at(r)));
+              if (root.op === 'argmax') {
+                w.stmt(`if (${v} > ${acc}) {`);
+                w.stmt(`  ${acc} = ${v};`);
+                w.stmt(`  ${best} = ${r};`);
+                w.stmt('}');
+              } else if (root.fn === 'sum') {
+                w.stmt(`${acc} += ${v};`);
+              } else {
+                w.stmt(`${acc} = Math.max(${acc}, ${v});`);
+              }
+            });
+          }
+          return root.op === 'argmax' ? best : acc;
+        }),
+      ];
+    }
+    case 'argsort': {
+      const { len, inner } = axisSplit(root.shape, root.axis);
+      const rankKey = `${group.name}.rank`;
+      const rankParams = paramsOf(group.reads);
+      const rw = new KernelWriter(plan, group.root, rankParams);
+      const base = axisBase(rw, len, len, inner);
+      const self = rw.bind(`Math.floor(this.thread.x / ${inner}) % ${len}`, 'c');
+      const key = rw.value(root.x, 'this.thread.x');
+      const count = rw.fresh('cnt');
+      rw.stmt(`let ${count} = 0.0;`);
+      const q = rw.fresh('q');
+      rw.loop(q, 0, len, () => {
+        const other = rw.value(root.x, rw.index(inner === 1 ? `${base} + ${q}` : `${base} + ${q} * ${inner}`));
+        rw.stmt(`if (${other} < ${key} || (${other} === ${key} && ${q} < ${self})) {`);
+        rw.stmt(`  ${count} += 1.0;`);
+        rw.stmt('}');
+      });
+      const size = sizeOf(root.shape);
+      const rank: KernelSource = {
+        name: rankKey,
+        group: group.name,
+        source: rw.finish([...rankParams.values()], count),
+        params: group.reads.map(nodeKey),
+        output: rankKey,
+        size,
+        loopMax: rw.loopMax,
+      };
+      const sw = new KernelWriter(plan, group.root, new Map());
+      const sbase = axisBase(sw, len, len, inner);
+      const pos = sw.bind(`Math.floor(this.thread.x / ${inner}) % ${len}`, 'c');
+      const found = sw.fresh('found');
+      sw.stmt(`let ${found} = 0.0;`);
+      const q2 = sw.fresh('q');
+      sw.loop(q2, 0, len, () => {
+        sw.stmt(`if (rank[${inner === 1 ? `${sbase} + ${q2}` : `${sbase} + ${q2} * ${inner}`}] === ${pos}) {`);
+        sw.stmt(`  ${found} = ${q2};`);
+        sw.stmt('}');
+      });
+      const select: KernelSource = {
+        name: `${group.name}.select`,
+        group: group.name,
+        source: sw.finish(['rank'], found),
+        params: [rankKey],
+        output: nodeKey(group.root),
+        size,
+        loopMax: sw.loopMax,
+      };
+      return [rank, select];
+    }
+    case 'scatterAdd': {
+      const u = g.node(root.updates);
+      const { len: lenOut, inner } = axisSplit(root.shape, root.axis);
+      const lenIn = u.shape[root.axis]!;
+      return [
+        simple(plan, group, (w) => {
+          const base = axisBase(w, lenOut, lenIn, inner);
+          const j = w.bind(`Math.floor(this.thread.x / ${inner}) % ${lenOut}`, 'c');
+          const acc = w.fresh('acc');
+          w.stmt(`let ${acc} = 0.0;`);
+          if (lenIn > 0) {
+            const q = w.fresh('q');
+            w.loop(q, 0, lenIn, () => {
+              const at = w.index(inner === 1 ? `${base} + ${q}` : `${base} + ${q} * ${inner}`);
+              const hit = w.value(root.index, at);
+              const v = w.value(root.updates, at);
+              w.stmt(`if (${hit} === ${j}) {`);
+              w.stmt(`  ${acc} += ${v};`);
+              w.stmt('}');
+            });
+          }
+          return acc;
+        }),
+      ];
+    }
+    default:
+      return [simple(plan, group, (w) => w.value(group.root, 'this.thread.x'))];
+  }
+}

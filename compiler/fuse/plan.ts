@@ -1,0 +1,237 @@
+/**
+ * The fusion pass: a pure function from a graph (and the node ids wanted from it) to a kernel
+ * plan. It decides which nodes get a buffer of their own ("materialise") and which are inlined as
+ * an expression into the kernel of their consumer. Nothing here knows about gpu.js; the plan is
+ * printable (`printPlan`) and tested on its own.
+ *
+ * Policy (a schedule choice; every choice gives the reference values):
+ * - Always materialised: graph inputs, multi-value constants (uploaded), `random` (drawn on the
+ *   host, uploaded), reduce / argmax / argsort / scatterAdd (expensive or global), wanted outputs,
+ *   and matmul unless it is the single operand of a pointwise consumer (then it is fused into that
+ *   consumer as a dot-product prologue: the bias/activation epilogue of Dense).
+ * - Elementwise and index-only nodes (reshape, transpose, slice, pad, concat, gather, iota,
+ *   broadcast, scalar const) are inlined into their consumers, so a chain writes one buffer.
+ * - An elementwise node with several consumers is recomputed in each while its inlined cost is at
+ *   most RECOMPUTE_BUDGET (so softmax needs 3 kernels, LayerNorm 3); beyond that it materialises,
+ *   which also bounds the blow-up of recomputation in gradient graphs.
+ * - Operands read many times per output element (matmul / gather / argsort / scatterAdd
+ *   operands) are inlined only when they are pure index remaps (cost 0); an operand expanded by a
+ *   broadcast is inlined while its cost is at most EXPAND_BUDGET.
+ */
+import { liveNodes, type Graph } from '../ir/graph.ts';
+import type { Node, NodeId } from '../ir/types.ts';
+import { formatShape, operands } from '../ir/types.ts';
+
+export const RECOMPUTE_BUDGET = 8;
+export const EXPAND_BUDGET = 8;
+/** Caps the size of one inlined expression tree, so kernel sources stay bounded. */
+export const MAX_INLINED_NODES = 40;
+
+export type GroupKind = 'elementwise' | 'matmul' | 'reduce' | 'argmax' | 'argsort' | 'scatterAdd';
+
+/** Where a materialised buffer's values come from. */
+export type BufferSource = 'input' | 'constant' | 'random' | 'kernel';
+
+export interface KernelGroup {
+  /** Stable name, e.g. `k3_reduce_sum`. */
+  readonly name: string;
+  readonly kind: GroupKind;
+  /** The node whose value the group writes. */
+  readonly root: NodeId;
+  /** Nodes inlined into this group (root excluded), in topological order. */
+  readonly fused: readonly NodeId[];
+  /** Materialised buffers the group reads, ascending. */
+  readonly reads: readonly NodeId[];
+  /** For elementwise roots: the matmul fused in as a prologue (Dense + bias/activation epilogue). */
+  readonly fusedMatmul?: NodeId;
+}
+
+export interface KernelPlan {
+  readonly graph: Graph;
+  readonly wanted: readonly NodeId[];
+  /** Every materialised node and where its values come from. */
+  readonly buffers: ReadonlyMap<NodeId, BufferSource>;
+  /** Kernel groups in execution order. */
+  readonly groups: readonly KernelGroup[];
+}
+
+type UseKind = 'pointwise' | 'remap' | 'expand' | 'multi' | 'reduce';
+
+const POINTWISE = new Set(['unary', 'binary', 'compare', 'where', 'cast', 'stopGradient']);
+
+function useKinds(g: Graph, n: Node): Array<[NodeId, UseKind]> {
+  switch (n.op) {
+    case 'unary':
+    case 'binary':
+    case 'compare':
+    case 'where':
+    case 'cast':
+    case 'stopGradient':
+      return operands(n).map((o) => [o, 'pointwise']);
+    case 'reshape':
+    case 'transpose':
+    case 'slice':
+    case 'pad':
+    case 'concat':
+      return operands(n).map((o) => [o, 'remap']);
+    case 'broadcast': {
+      const x = g.node(n.x);
+      const grows = x.shape.reduce((a, b) => a * b, 1) < n.shape.reduce((a, b) => a * b, 1);
+      return [[n.x, grows ? 'expand' : 'remap']];
+    }
+    case 'gather':
+      return [
+        [n.x, 'multi'],
+        [n.index, 'remap'],
+      ];
+    case 'reduce':
+    case 'argmax':
+      return [[n.x, 'reduce']];
+    case 'matmul':
+    case 'argsort':
+    case 'scatterAdd':
+    case 'random':
+      return operands(n).map((o) => [o, 'multi']);
+    case 'input':
+    case 'const':
+    case 'iota':
+      return [];
+  }
+}
+
+/** Arithmetic cost of a node's own op when inlined (index remaps are free). */
+function ownCost(g: Graph, n: Node): number {
+  switch (n.op) {
+    case 'unary':
+      return n.fn === 'neg' ? 1 : 4;
+    case 'binary':
+    case 'compare':
+    case 'where':
+      return 1;
+    case 'matmul':
+      return 2 * g.node(n.a).shape[g.node(n.a).shape.length - 1]!;
+    default:
+      return 0;
+  }
+}
+
+function forcedSource(n: Node): BufferSource | undefined {
+  if (n.op === 'input') return 'input';
+  if (n.op === 'const' && n.values.length > 1) return 'constant';
+  if (n.op === 'random') return 'random';
+  if (n.op === 'reduce' || n.op === 'argmax' || n.op === 'argsort' || n.op === 'scatterAdd') return 'kernel';
+  return undefined;
+}
+
+/** Groups the live nodes of `graph` (those `wanted` depends on) into kernels. */
+export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outputs): KernelPlan {
+  const live = liveNodes(graph, wanted);
+  const uses = new Map<NodeId, Array<{ consumer: NodeId; kind: UseKind }>>();
+  for (const n of graph.nodes) {
+    if (!live.has(n.id)) continue;
+    for (const [o, kind] of useKinds(graph, n)) {
+      if (!uses.has(o)) uses.set(o, []);
+      uses.get(o)!.push({ consumer: n.id, kind });
+    }
+  }
+  const wantedSet = new Set(wanted);
+  const buffers = new Map<NodeId, BufferSource>();
+  const cost = new Map<NodeId, number>();
+  const size = new Map<NodeId, number>();
+
+  for (const n of graph.nodes) {
+    if (!live.has(n.id)) continue;
+    let c = ownCost(graph, n);
+    let s = 1;
+    for (const o of operands(n)) {
+      if (buffers.has(o)) continue;
+      c += cost.get(o)!;
+      s += size.get(o)!;
+    }
+    cost.set(n.id, c);
+    size.set(n.id, s);
+    const us = uses.get(n.id) ?? [];
+    let source = forcedSource(n);
+    if (source === undefined && wantedSet.has(n.id)) source = 'kernel';
+    if (source === undefined && n.op === 'matmul') {
+      const fusable = us.length === 1 && us[0]!.kind === 'pointwise' && POINTWISE.has(graph.node(us[0]!.consumer).op);
+      if (!fusable) source = 'kernel';
+    }
+    if (source === undefined) {
+      const materialise =
+        (us.length > 1 && c > RECOMPUTE_BUDGET) ||
+        us.some((u) => (u.kind === 'multi' && c > 0) || (u.kind === 'expand' && c > EXPAND_BUDGET)) ||
+        s > MAX_INLINED_NODES;
+      if (materialise) source = 'kernel';
+    }
+    if (source !== undefined) {
+      buffers.set(n.id, source);
+      // A materialised node is a leaf for its consumers: reset its inlined cost.
+      cost.set(n.id, 0);
+      size.set(n.id, 0);
+    }
+  }
+
+  const groups: KernelGroup[] = [];
+  for (const n of graph.nodes) {
+    if (buffers.get(n.id) !== 'kernel') continue;
+    const fused = new Set<NodeId>();
+    const reads = new Set<NodeId>();
+    const stack = operands(n);
+    while (stack.length > 0) {
+      const id = stack.pop()!;
+      if (buffers.has(id)) {
+        reads.add(id);
+        continue;
+      }
+      if (fused.has(id)) continue;
+      fused.add(id);
+      stack.push(...operands(graph.node(id)));
+    }
+    const fusedMatmul = [...fused].find((id) => graph.node(id).op === 'matmul');
+    const kind: GroupKind =
+      n.op === 'reduce' || n.op === 'argmax' || n.op === 'argsort' || n.op === 'scatterAdd' || n.op === 'matmul'
+        ? n.op === 'reduce'
+          ? 'reduce'
+          : n.op
+        : fusedMatmul !== undefined
+          ? 'matmul'
+          : 'elementwise';
+    const label = n.op === 'reduce' ? `reduce_${n.fn}` : fusedMatmul !== undefined ? 'matmul_epilogue' : kind;
+    groups.push({
+      name: `k${groups.length}_${label}`,
+      kind,
+      root: n.id,
+      fused: [...fused].sort((a, b) => a - b),
+      reads: [...reads].sort((a, b) => a - b),
+      ...(fusedMatmul !== undefined ? { fusedMatmul } : {}),
+    });
+  }
+  return { graph, wanted: [...wanted], buffers, groups };
+}
+
+/**
+ * Compact text form: host buffers first, then one line per kernel.
+ * `k1_reduce_sum  %9:f32[3,1] <- %0 %4  fuses %5 %6 %7 %8`
+ */
+export function printPlan(plan: KernelPlan): string {
+  const g = plan.graph;
+  const t = (id: NodeId) => {
+    const n = g.node(id);
+    return `%${id}:${n.dtype}${formatShape(n.shape)}`;
+  };
+  const lines: string[] = [];
+  for (const [id, source] of plan.buffers) {
+    if (source === 'kernel') continue;
+    const n = g.node(id);
+    const what = n.op === 'input' ? ` '${n.name}'` : '';
+    lines.push(`host ${source}${what} ${t(id)}`);
+  }
+  for (const k of plan.groups) {
+    const reads = k.reads.length > 0 ? k.reads.map((r) => `%${r}`).join(' ') : '-';
+    const fuses = k.fused.length > 0 ? `  fuses ${k.fused.map((r) => `%${r}`).join(' ')}` : '';
+    lines.push(`${k.name}  ${t(k.root)} <- ${reads}${fuses}`);
+  }
+  lines.push(`outputs ${plan.wanted.map((o) => `%${o}`).join(' ')}`);
+  return lines.join('\n');
+}
