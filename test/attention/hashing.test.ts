@@ -1,0 +1,108 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { lshAttention } from '../../reformer/attention/api.ts';
+import { randomArray } from './support.ts';
+
+/** Small random configurations: shape, rounds, buckets (even), and a data seed. */
+const config = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  h: fc.integer({ min: 1, max: 2 }),
+  L: fc.constantFrom(4, 8, 12),
+  dK: fc.integer({ min: 2, max: 5 }),
+  nHashes: fc.integer({ min: 1, max: 3 }),
+  nBuckets: fc.constantFrom(2, 4, 6, 8),
+  seed: fc.integer({ min: 0, max: 1 << 20 }),
+});
+type Config = typeof config extends fc.Arbitrary<infer T> ? T : never;
+
+async function bucketsOf(cfg: Config, qk: Float32Array, seed = cfg.seed): Promise<Int32Array> {
+  const shape = [cfg.B, cfg.h, cfg.L, cfg.dK] as const;
+  const v = new Float32Array(cfg.B * cfg.h * cfg.L);
+  const r = await lshAttention(qk, v, { shape, nHashes: cfg.nHashes, nBuckets: cfg.nBuckets, chunkLen: 4, seed });
+  return r.buckets;
+}
+
+const dataOf = (cfg: Config) => randomArray(cfg.seed + 1, cfg.B * cfg.h * cfg.L * cfg.dK);
+
+describe('LSH hashing', () => {
+  it("round r's buckets lie in [r·nb, (r+1)·nb), laid out [B, h, H, L]", async () => {
+    await fc.assert(
+      fc.asyncProperty(config, async (cfg) => {
+        const b = await bucketsOf(cfg, dataOf(cfg));
+        expect(b.length).toBe(cfg.B * cfg.h * cfg.nHashes * cfg.L);
+        b.forEach((x, i) => {
+          const r = Math.floor(i / cfg.L) % cfg.nHashes;
+          expect(x).toBeGreaterThanOrEqual(r * cfg.nBuckets);
+          expect(x).toBeLessThan((r + 1) * cfg.nBuckets);
+        });
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('is scale invariant for powers of two: h(2^k x) = h(x)', async () => {
+    await fc.assert(
+      fc.asyncProperty(config, fc.integer({ min: -6, max: 6 }), async (cfg, k) => {
+        const x = dataOf(cfg);
+        const scaled = x.map((e) => e * 2 ** k);
+        expect(await bucketsOf(cfg, scaled)).toEqual(await bucketsOf(cfg, x));
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('maps antipodes half-way round: h(−x) = (h(x) + nb/2) mod nb within each round', async () => {
+    await fc.assert(
+      fc.asyncProperty(config, async (cfg) => {
+        const x = dataOf(cfg);
+        const plus = await bucketsOf(cfg, x);
+        const minus = await bucketsOf(cfg, x.map((e) => -e));
+        const nb = cfg.nBuckets;
+        plus.forEach((b, i) => {
+          const base = Math.floor(b / nb) * nb;
+          expect(minus[i]).toBe(base + ((b - base + nb / 2) % nb));
+        });
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('is deterministic for a seed, and the seed matters', async () => {
+    await fc.assert(
+      fc.asyncProperty(config, async (cfg) => {
+        const x = dataOf(cfg);
+        expect(await bucketsOf(cfg, x)).toEqual(await bucketsOf(cfg, x));
+      }),
+      { numRuns: 10 },
+    );
+    const cfg: Config = { B: 1, h: 1, L: 12, dK: 4, nHashes: 1, nBuckets: 8, seed: 5 };
+    const x = dataOf(cfg);
+    const seen = new Set<string>();
+    for (let s = 0; s < 6; s++) seen.add((await bucketsOf(cfg, x, s)).join(','));
+    expect(seen.size).toBeGreaterThan(1);
+  });
+
+  it('uses injected rotations exactly: argmax over [xR, −xR] computed by hand', async () => {
+    const B = 1, h = 2, L = 4, dK = 3, H = 2, nb = 4;
+    const qk = randomArray(11, B * h * L * dK);
+    const rotations = randomArray(12, B * h * dK * H * (nb / 2));
+    const { buckets } = await lshAttention(qk, new Float32Array(B * h * L), {
+      shape: [B, h, L, dK], nHashes: H, nBuckets: nb, chunkLen: 2, rotations,
+    });
+    for (let head = 0; head < h; head++) {
+      for (let r = 0; r < H; r++) {
+        for (let t = 0; t < L; t++) {
+          const proj: number[] = [];
+          for (let j = 0; j < nb / 2; j++) {
+            let s = 0;
+            for (let e = 0; e < dK; e++) s += qk[(head * L + t) * dK + e]! * rotations[((head * dK + e) * H + r) * (nb / 2) + j]!;
+            proj.push(s);
+          }
+          const all = [...proj, ...proj.map((p) => -p)];
+          const want = all.indexOf(Math.max(...all)) + r * nb;
+          expect(buckets[(head * H + r) * L + t]).toBe(want);
+        }
+      }
+    }
+  });
+});
