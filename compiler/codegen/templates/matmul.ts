@@ -164,7 +164,8 @@ export function matmulSource(opts: MatmulOptions): MatmulSource {
 /** Reorders the row-quad kernel output [batch][ceil(m/4)][n][4] into C [batch][m][n]. */
 export function unpackRowQuads(packed: Float32Array, batch: number, m: number, n: number): Float32Array {
   const quads = Math.ceil(m / 4);
-  const out = new Float32Array(batch * m * n);
+  // NaN-filled so an element the loops below miss can never pass as a result
+  const out = new Float32Array(batch * m * n).fill(NaN);
   for (let z = 0; z < batch; z++) {
     for (let q = 0; q < quads; q++) {
       const src = (z * quads + q) * n * 4;
