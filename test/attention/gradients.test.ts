@@ -1,0 +1,130 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { grad, vjp } from '../../compiler/grad/grad.ts';
+import { Graph } from '../../compiler/ir/graph.ts';
+import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import * as ops from '../../dsl/ops.ts';
+import { InitKey, flattenParams, spec, trace, type Layer } from '../../dsl/layer.ts';
+import { buildLshGraph, lshAttention } from '../../reformer/attention/api.ts';
+import { FullAttention, LSHSelfAttention, LocalAttention } from '../../reformer/attention/layers.ts';
+import { expectClose, finiteDifference } from '../support/numeric.ts';
+import { randomArray } from './support.ts';
+
+/** Appends `loss = Σ out · W` (W fixed) to a graph and returns the loss id. */
+function weightedLoss(g: Graph, out: ops.Tensor, seed: number): number {
+  const w = ops.constant(g, Array.from(randomArray(seed, out.shape.reduce((a, b) => a * b, 1))), out.shape);
+  return ops.sumAll(ops.mul(out, w)).id;
+}
+
+describe('LSH attention gradients (buckets fixed)', () => {
+  it('match central finite differences for qk and v', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          nHashes: fc.integer({ min: 1, max: 3 }),
+          chunkLen: fc.constantFrom(2, 4),
+          causal: fc.boolean(),
+          allowDuplicateAttention: fc.boolean(),
+          attendAcrossBuckets: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1 << 20 }),
+        }),
+        async (o) => {
+          const shape = [1, 2, 8, 3] as const;
+          const dV = 2;
+          const qk = randomArray(o.seed, 48);
+          const v = randomArray(o.seed + 1, 32);
+          const { buckets } = await lshAttention(qk, v, { shape, ...o });
+          const built = buildLshGraph(shape, dV, { ...o, fixedBuckets: true });
+          const loss = weightedLoss(built.graph, built.output, o.seed + 2);
+          const g = grad(built.graph, loss, [built.qk.id, built.v.id]);
+          const feeds: Record<string, HostTensor> = {
+            qk: hostTensor(built.qk.shape, qk),
+            v: hostTensor(built.v.shape, v),
+            buckets: hostTensor(built.buckets.shape, buckets, 'i32'),
+          };
+          const [, gqk, gv] = evaluate(g.graph, feeds);
+          expectClose(gqk!.data, finiteDifference(built.graph, feeds, 'qk', loss), 1e-4, 1e-6, 'd/dqk');
+          expectClose(gv!.data, finiteDifference(built.graph, feeds, 'v', loss), 1e-4, 1e-6, 'd/dv');
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+});
+
+/** Traces a layer on [B, L, d] in replay mode with its stored states, returning graph, feeds and the traced pieces. */
+function replayed(layer: Layer, B: number, L: number, d: number, seed: number) {
+  const params = layer.init(new InitKey(seed), [spec([B, L, d])]);
+  const x = hostTensor([B, L, d], randomArray(seed + 3, B * L * d));
+  const feeds: Record<string, HostTensor> = { input0: x, seed: hostTensor([], [seed], 'i32') };
+  for (const [path, p] of flattenParams(params)) feeds[`params.${path}`] = p;
+  const forward = trace(layer, params, [{ shape: [B, L, d] }]);
+  const stateNames = [...forward.states.keys()];
+  const stateValues = evaluate(forward.graph, feeds, [...forward.states.values()].map((t) => t.id));
+  stateNames.forEach((n, i) => (feeds[n] = stateValues[i]!));
+  const t = trace(layer, params, [{ shape: [B, L, d] }], { stateMode: 'replay' });
+  return { t, feeds, params, stateNames };
+}
+
+describe('layer gradients and causality', () => {
+  it('LSHSelfAttention: parameter and input gradients match finite differences with buckets replayed', () => {
+    const layer = LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true });
+    const { t, feeds, stateNames } = replayed(layer, 1, 8, 4, 5);
+    expect(stateNames).toEqual(['state:LSHSelfAttention.buckets']);
+    const loss = weightedLoss(t.graph, t.outputs[0]!, 6);
+    const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.name === 'input0');
+    const g = grad(t.graph, loss, wrt.map((n) => n.id));
+    const outs = evaluate(g.graph, feeds);
+    wrt.forEach((n, k) => expectClose(outs[k + 1]!.data, finiteDifference(t.graph, feeds, n.name, loss), 1e-4, 1e-6, n.name));
+  });
+
+  /** Gradient of output row i w.r.t. every input row: returns |∂out_i/∂x_j| summed per j. */
+  function rowJacobian(layer: Layer, L: number, seed: number): number[][] {
+    const d = 4;
+    const { t, feeds } = replayed(layer, 1, L, d, seed);
+    const v = vjp(t.graph, [t.outputs[0]!.id], [t.inputs[0]!.id]);
+    return Array.from({ length: L }, (_, i) => {
+      const ct = new Float64Array(L * d);
+      for (let e = 0; e < d; e++) ct[i * d + e] = 1 + e;
+      const [, gx] = evaluate(v.graph, { ...feeds, 'cotangent:0': hostTensor([1, L, d], ct) });
+      return Array.from({ length: L }, (_, j) => Array.from({ length: d }, (_, e) => Math.abs(gx!.data[j * d + e]!)).reduce((a, b) => a + b, 0));
+    });
+  }
+
+  const causalLayers: Array<[string, Layer]> = [
+    ['LSHSelfAttention', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true })],
+    ['LSHSelfAttention (paper switches)', LSHSelfAttention({ nHeads: 1, dHead: 3, nHashes: 3, chunkLen: 2, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false })],
+    ['FullAttention', FullAttention({ nHeads: 2, dHead: 3, causal: true })],
+    ['FullAttention sharedQK', FullAttention({ nHeads: 2, dHead: 3, causal: true, sharedQK: true })],
+    ['LocalAttention', LocalAttention({ nHeads: 2, dHead: 3, chunkLen: 2, causal: true })],
+  ];
+  for (const [name, layer] of causalLayers) {
+    it(`${name}: ∂out_i/∂x_j = 0 exactly for j > i, and some past gradient is nonzero`, () => {
+      const J = rowJacobian(layer, 8, 21);
+      J.forEach((row, i) => {
+        row.forEach((g, j) => {
+          if (j > i) expect(g).toBe(0);
+        });
+        // (Not j = i itself: with a self mask, out_1 = v_0 exactly, so it does not depend on x_1.)
+        expect(Math.max(...row.slice(0, i + 1))).toBeGreaterThan(0);
+      });
+    });
+  }
+
+  for (const [name, layer] of causalLayers.slice(2)) {
+    it(`${name}: causal outputs do not depend on the values of future tokens`, () => {
+      const B = 1, L = 8, d = 4;
+      const params = layer.init(new InitKey(2), [spec([B, L, d])]);
+      const t = trace(layer, params, [{ shape: [B, L, d] }]);
+      const feeds: Record<string, HostTensor> = {};
+      for (const [path, p] of flattenParams(params)) feeds[`params.${path}`] = p;
+      const x = randomArray(4, B * L * d);
+      const [a] = evaluate(t.graph, { ...feeds, input0: hostTensor([B, L, d], x) });
+      for (let cut = 1; cut < L; cut++) {
+        const x2 = x.map((e, i) => (Math.floor(i / d) >= cut ? e + 3 * Math.cos(i) : e));
+        const [b] = evaluate(t.graph, { ...feeds, input0: hostTensor([B, L, d], x2) });
+        expect(Array.from(b!.data.slice(0, cut * d))).toEqual(Array.from(a!.data.slice(0, cut * d)));
+      }
+    });
+  }
+});
