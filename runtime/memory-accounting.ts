@@ -67,10 +67,16 @@ const isActivationBuffer = (name: string) => {
 
 /**
  * Accounts a schedule. `boundary` is the index of the first backward step: buffers written before
- * it and read at or after it are the retained activations (0 when the schedule is backward only).
- * `shapes` gives the shapes of the schedule's input buffers.
+ * it, or among `forwardInputs`, that are read at or after it are the retained activations (none
+ * when the schedule is backward only). `shapes` gives the shapes of the schedule's input buffers.
  */
-export function scheduleMemory(schedule: Schedule, shapes: ReadonlyMap<string, Shape>, boundary = 0): MemoryReport {
+export function scheduleMemory(
+  schedule: Schedule,
+  shapes: ReadonlyMap<string, Shape>,
+  boundary = 0,
+  forwardInputs: readonly string[] = [],
+): MemoryReport {
+  const fromForward = new Set(forwardInputs);
   const shapeOf = new Map(shapes);
   const last = lastReads(schedule);
   const keep = new Set(schedule.outputs);
@@ -94,7 +100,8 @@ export function scheduleMemory(schedule: Schedule, shapes: ReadonlyMap<string, S
     if (i >= boundary) {
       for (const b of Object.values(s.reads)) {
         const w = writtenAt.get(b);
-        if (w !== undefined && w >= 0 && w < boundary && isActivationBuffer(b) && !retainedNames.has(b)) {
+        const kept = w !== undefined && (w >= 0 ? w < boundary : fromForward.has(b));
+        if (kept && isActivationBuffer(b) && !retainedNames.has(b)) {
           retainedNames.add(b);
           retained += bytesOf(shapeOf.get(b)!);
         }
@@ -152,9 +159,25 @@ export function backpropMemory(graph: Graph, forwardCount: number, wanted: reado
   };
 }
 
-/** Runs `a` then `b` as one schedule: `b`'s inputs that `a` writes come from `a`. */
+/**
+ * Runs `a` then `b` as one schedule: `b`'s inputs that `a` writes come from `a`. Buffers that `b`
+ * writes under a name `a` already uses (e.g. a reconstructed input) are renamed with a `'`, so
+ * `a`'s buffer is not mistaken for one that lives until `b` reads the new value.
+ */
 export function concatSchedules(name: string, a: Schedule, b: Schedule): Schedule {
+  const taken = new Set([...a.inputs, ...a.steps.flatMap((s) => Object.keys(s.writes))]);
+  const alias = new Map<string, string>();
+  const rename = (n: string) => alias.get(n) ?? n;
+  const steps = b.steps.map((s) => {
+    const reads = Object.fromEntries(Object.entries(s.reads).map(([k, v]) => [k, rename(v)]));
+    const writes: Record<string, number> = {};
+    for (const [buf, id] of Object.entries(s.writes)) {
+      if (taken.has(buf) && !alias.has(buf)) alias.set(buf, `${buf}'`);
+      writes[rename(buf)] = id;
+    }
+    return { ...s, reads, writes };
+  });
   const fromA = new Set(a.steps.flatMap((s) => Object.keys(s.writes)));
   const inputs = [...new Set([...a.inputs, ...b.inputs.filter((n) => !fromA.has(n))])];
-  return { name, steps: [...a.steps, ...b.steps], inputs, outputs: b.outputs };
+  return { name, steps: [...a.steps, ...steps], inputs, outputs: b.outputs.map(rename) };
 }
