@@ -62,7 +62,8 @@ export function encodeSafetensors(
   options: EncodeOptions = {},
 ): Uint8Array {
   const floatFormat = options.float ?? 'F32';
-  const header: Record<string, unknown> = {};
+  // Null prototype, so a tensor named `__proto__` is an ordinary key rather than a prototype change.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   const metaEntries = Object.entries(metadata);
   for (const [k, v] of metaEntries) {
     if (typeof v !== 'string') throw new SafetensorsError(`safetensors metadata '${k}' must be a string, got ${typeof v}`);
@@ -177,7 +178,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
   const dup = keys.find((k, i) => keys.indexOf(k) !== i);
   if (dup !== undefined) fail(`tensor name '${dup}' appears twice in the header`);
 
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null) as Record<string, string>;
   const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
