@@ -19,6 +19,7 @@ export interface Suite {
 /** Suites are loaded lazily so one suite's heavy imports (TF.js) never slow another down. */
 export const loaders: Record<string, () => Promise<Suite>> = {
   kernels: async () => (await import('./kernels.ts')).kernelsSuite,
+  memory: async () => (await import('./memory.ts')).memorySuite,
 };
 
 /** Adds a suite at runtime (for suites defined outside this file). */
