@@ -1,14 +1,17 @@
 /**
  * Attention as plain functions on Float32Arrays laid out `[batch, heads, length, d]`. Each call
  * builds a graph from the same cores the layers use (hashBuckets + lshAttend, fullAttend) and runs
- * it on a GraphRunner (the float64 reference evaluator unless told otherwise).
+ * it on a GraphRunner: the compiled gpu.js runner unless told otherwise (pass a ReferenceRunner
+ * for the float64 definition). Graphs are cached per configuration, so the runner's compilation
+ * cache hits on repeated calls.
  *
  * @example
  * const { output, buckets } = await lshAttention(qk, v, { shape: [1, 2, 64, 16], nHashes: 4, chunkLen: 8, seed: 7 });
  */
 import { Graph, OptionError, type Tensor } from '../../compiler/ir/graph.ts';
 import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
-import { ReferenceRunner, type GraphRunner } from '../../runtime/runner.ts';
+import { CompiledRunner } from '../../runtime/compiled-runner.ts';
+import type { GraphRunner } from '../../runtime/runner.ts';
 import { fullAttend } from './full.ts';
 import { drawRotations, hashBuckets, rotationShape } from './hashing.ts';
 import { lshAttend } from './lsh.ts';
@@ -24,6 +27,7 @@ export interface LshAttentionOptions extends LshOptions {
   readonly rotations?: Float32Array;
   /** Seed of the random rotations (default 0). */
   readonly seed?: number;
+  /** Default: the shared compiled runner (`defaultRunner()`). */
   readonly runner?: GraphRunner;
 }
 
@@ -86,11 +90,39 @@ export function buildLshGraph(
   return { graph, options: o, qk, v, output, buckets };
 }
 
+let sharedRunner: Promise<GraphRunner> | undefined;
+/** The default runner: one compiled gpu.js runner per process, on the best backend available. */
+export function defaultRunner(): Promise<GraphRunner> {
+  return (sharedRunner ??= CompiledRunner.create());
+}
+
+/** Built graphs by configuration; graphs are never modified after building, so sharing is safe. */
+const graphCache = new Map<string, unknown>();
+function cached<T>(key: string, build: () => T): T {
+  if (graphCache.has(key)) return graphCache.get(key) as T;
+  const value = build();
+  if (graphCache.size >= 64) graphCache.delete(graphCache.keys().next().value!);
+  graphCache.set(key, value);
+  return value;
+}
+
 /** LSH self-attention (shared QK) on host arrays. */
 export async function lshAttention(qk: Float32Array, v: Float32Array, options: LshAttentionOptions): Promise<LshAttentionResult> {
   const dV = checkArrays('lshAttention', qk, v, options.shape);
   const injected = options.rotations !== undefined;
-  const built = buildLshGraph(options.shape, dV, { ...options, injectRotations: injected });
+  const graphOptions: LshOptions & { injectRotations: boolean } = {
+    nHashes: options.nHashes,
+    nBuckets: options.nBuckets,
+    chunkLen: options.chunkLen,
+    causal: options.causal,
+    nChunksBefore: options.nChunksBefore,
+    nChunksAfter: options.nChunksAfter,
+    allowDuplicateAttention: options.allowDuplicateAttention,
+    attendAcrossBuckets: options.attendAcrossBuckets,
+    injectRotations: injected,
+  };
+  const key = JSON.stringify(['lsh', options.shape, dV, graphOptions]);
+  const built = cached(key, () => buildLshGraph(options.shape, dV, graphOptions));
   const feeds: Record<string, HostTensor> = {
     qk: hostTensor(built.qk.shape, qk),
     v: hostTensor(built.v.shape, v),
@@ -107,7 +139,7 @@ export async function lshAttention(qk: Float32Array, v: Float32Array, options: L
   } else {
     feeds.seed = hostTensor([], [options.seed ?? 0], 'i32');
   }
-  const runner = options.runner ?? new ReferenceRunner();
+  const runner = options.runner ?? (await defaultRunner());
   const [out, buckets] = await runner.run(built.graph, feeds);
   return { output: Float32Array.from(out!.data), buckets: Int32Array.from(buckets!.data) };
 }
@@ -122,11 +154,15 @@ export interface FullAttentionFnOptions {
 export async function fullAttention(qk: Float32Array, v: Float32Array, options: FullAttentionFnOptions): Promise<Float32Array> {
   const dV = checkArrays('fullAttention', qk, v, options.shape);
   const [B, h, L, dK] = options.shape;
-  const graph = new Graph();
-  const q = graph.input('qk', [B, h, L, dK]);
-  const vt = graph.input('v', [B, h, L, dV]);
-  graph.outputs = [fullAttend(q, q, vt, { causal: options.causal, sharedQK: true }).id];
-  const runner = options.runner ?? new ReferenceRunner();
+  const causal = options.causal ?? false;
+  const { graph, q, vt } = cached(JSON.stringify(['full', options.shape, dV, causal]), () => {
+    const graph = new Graph();
+    const q = graph.input('qk', [B, h, L, dK]);
+    const vt = graph.input('v', [B, h, L, dV]);
+    graph.outputs = [fullAttend(q, q, vt, { causal, sharedQK: true }).id];
+    return { graph, q, vt };
+  });
+  const runner = options.runner ?? (await defaultRunner());
   const [out] = await runner.run(graph, { qk: hostTensor(q.shape, qk), v: hostTensor(vt.shape, v) });
   return Float32Array.from(out!.data);
 }

@@ -74,3 +74,15 @@ export function normalizeKeys(k: Tensor): Tensor {
 export const MASK_FORBIDDEN = 1e9;
 /** Self-attention penalty: a token sees itself only when nothing else is allowed. */
 export const MASK_SELF = 1e5;
+
+/**
+ * Softmax over the last axis and its log-normaliser. The weights are `exp(x − max) / Σ`, not
+ * `exp(x − lse)`: when every logit carries a mask offset (a row that only sees itself, at −1e5),
+ * lse rounds in float32 to the offset's ulp, and `exp(x − lse)` would lose that much precision.
+ */
+export function softmaxWithLse(logits: Tensor): { p: Tensor; lse: Tensor } {
+  const m = ops.stopGradient(ops.max(logits, -1, true));
+  const e = ops.exp(ops.sub(logits, m));
+  const s = ops.sum(e, -1, true);
+  return { p: ops.div(e, s), lse: ops.add(ops.log(s), m) };
+}

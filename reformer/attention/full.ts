@@ -5,7 +5,7 @@
  */
 import { ShapeError, type Tensor } from '../../compiler/ir/graph.ts';
 import * as ops from '../../dsl/ops.ts';
-import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, unchunk, windowOffsets } from './chunks.ts';
+import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, softmaxWithLse, unchunk, windowOffsets } from './chunks.ts';
 
 export interface FullAttendOptions {
   readonly causal?: boolean;
@@ -29,9 +29,9 @@ function checkQKV(what: string, q: Tensor, k: Tensor, v: Tensor): void {
   }
 }
 
-/** Softmax attention with logits already masked: `exp(logits − lse) · v`. */
+/** Softmax attention with logits already masked. */
 function attend(logits: Tensor, v: Tensor): Tensor {
-  return ops.matmul(ops.exp(ops.sub(logits, ops.logsumexp(logits, -1, true))), v);
+  return ops.matmul(softmaxWithLse(logits).p, v);
 }
 
 /**

@@ -1,7 +1,7 @@
 /** Attention layers (LSH, full, local), their cores and host-array functions. */
 export { LSHSelfAttention, FullAttention, LocalAttention } from './layers.ts';
 export type { LSHSelfAttentionOptions, FullAttentionOptions, LocalAttentionOptions } from './layers.ts';
-export { lshAttention, fullAttention, buildLshGraph } from './api.ts';
+export { lshAttention, fullAttention, buildLshGraph, defaultRunner } from './api.ts';
 export type { LshAttentionOptions, LshAttentionResult, FullAttentionFnOptions, AttentionShape, LshGraph } from './api.ts';
 export { hashBuckets, drawRotations, rotationShape } from './hashing.ts';
 export { lshAttend, sortByBuckets, type LshSort, type LshExtras } from './lsh.ts';

@@ -7,7 +7,7 @@
  */
 import { ShapeError, type Tensor } from '../../compiler/ir/graph.ts';
 import * as ops from '../../dsl/ops.ts';
-import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, takeAlong, unchunk } from './chunks.ts';
+import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, softmaxWithLse, takeAlong, unchunk } from './chunks.ts';
 import type { ResolvedLsh } from './options.ts';
 
 export interface LshSort {
@@ -110,8 +110,9 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
     logits = ops.sub(logits, ops.log(duplicateCounts(kvPosWin, sort, H, L, c)));
   }
 
-  const lse = ops.logsumexp(logits, -1, true); // [B,h,nC,c,1]
-  let p = ops.exp(ops.sub(logits, lse));
+  const soft = softmaxWithLse(logits);
+  const lse = soft.lse; // [B,h,nC,c,1]
+  let p = soft.p;
   if (extras.dropout !== undefined && extras.dropout.rate > 0) {
     const { rate, seed, salt } = extras.dropout;
     const keep = ops.toFloat(ops.ge(ops.randomUniform(seed, salt, p.shape), rate));

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { fullAttention, lshAttention } from '../../reformer/attention/api.ts';
+import { ReferenceRunner } from '../../runtime/runner.ts';
 import { gaussian, rng } from './support.ts';
+
+// Measured on the float64 definition, so the recorded curve does not depend on the backend.
+const runner = new ReferenceRunner();
 
 /**
  * The LSH approximation improves with rounds: on qk vectors drawn around a few cluster centres
@@ -31,9 +35,9 @@ async function approximationCurve(rounds: readonly number[]): Promise<number[]> 
   const errors = rounds.map(() => 0);
   for (let s = 0; s < seeds; s++) {
     const { qk, v } = clustered(100 + s);
-    const full = await fullAttention(qk, v, { shape });
+    const full = await fullAttention(qk, v, { shape, runner });
     for (const [k, nHashes] of rounds.entries()) {
-      const { output } = await lshAttention(qk, v, { shape, nHashes, chunkLen, seed: s });
+      const { output } = await lshAttention(qk, v, { shape, nHashes, chunkLen, seed: s, runner });
       let e = 0;
       for (let i = 0; i < output.length; i++) e += Math.abs(output[i]! - full[i]!);
       errors[k]! += e / output.length / seeds;

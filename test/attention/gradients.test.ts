@@ -7,6 +7,7 @@ import * as ops from '../../dsl/ops.ts';
 import { InitKey, flattenParams, spec, trace, type Layer } from '../../dsl/layer.ts';
 import { buildLshGraph, lshAttention } from '../../reformer/attention/api.ts';
 import { FullAttention, LSHSelfAttention, LocalAttention } from '../../reformer/attention/layers.ts';
+import { ReferenceRunner } from '../../runtime/runner.ts';
 import { expectClose, finiteDifference } from '../support/numeric.ts';
 import { randomArray } from './support.ts';
 
@@ -33,7 +34,7 @@ describe('LSH attention gradients (buckets fixed)', () => {
           const dV = 2;
           const qk = randomArray(o.seed, 48);
           const v = randomArray(o.seed + 1, 32);
-          const { buckets } = await lshAttention(qk, v, { shape, ...o });
+          const { buckets } = await lshAttention(qk, v, { shape, ...o, runner: new ReferenceRunner() });
           const built = buildLshGraph(shape, dV, { ...o, fixedBuckets: true });
           const loss = weightedLoss(built.graph, built.output, o.seed + 2);
           const g = grad(built.graph, loss, [built.qk.id, built.v.id]);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { lshAttention } from '../../reformer/attention/api.ts';
-import { randomArray } from './support.ts';
+import { randomArray, runnerCases, type RunnerCase } from './support.ts';
 
 /** Small random configurations: shape, rounds, buckets (even), and a data seed. */
 const config = fc.record({
@@ -15,16 +15,18 @@ const config = fc.record({
 });
 type Config = typeof config extends fc.Arbitrary<infer T> ? T : never;
 
-async function bucketsOf(cfg: Config, qk: Float32Array, seed = cfg.seed): Promise<Int32Array> {
+const bucketsOn = (rc: RunnerCase) => async (cfg: Config, qk: Float32Array, seed = cfg.seed): Promise<Int32Array> => {
   const shape = [cfg.B, cfg.h, cfg.L, cfg.dK] as const;
   const v = new Float32Array(cfg.B * cfg.h * cfg.L);
-  const r = await lshAttention(qk, v, { shape, nHashes: cfg.nHashes, nBuckets: cfg.nBuckets, chunkLen: 4, seed });
+  const r = await lshAttention(qk, v, { shape, nHashes: cfg.nHashes, nBuckets: cfg.nBuckets, chunkLen: 4, seed, runner: rc.runner });
   return r.buckets;
-}
+};
 
 const dataOf = (cfg: Config) => randomArray(cfg.seed + 1, cfg.B * cfg.h * cfg.L * cfg.dK);
 
-describe('LSH hashing', () => {
+for (const rc of runnerCases) {
+describe(`LSH hashing on ${rc.name}`, () => {
+  const bucketsOf = bucketsOn(rc);
   it("round r's buckets lie in [r·nb, (r+1)·nb), laid out [B, h, H, L]", async () => {
     await fc.assert(
       fc.asyncProperty(config, async (cfg) => {
@@ -36,7 +38,7 @@ describe('LSH hashing', () => {
           expect(x).toBeLessThan((r + 1) * cfg.nBuckets);
         });
       }),
-      { numRuns: 20 },
+      { numRuns: rc.runs(20) },
     );
   });
 
@@ -47,7 +49,7 @@ describe('LSH hashing', () => {
         const scaled = x.map((e) => e * 2 ** k);
         expect(await bucketsOf(cfg, scaled)).toEqual(await bucketsOf(cfg, x));
       }),
-      { numRuns: 15 },
+      { numRuns: rc.runs(15) },
     );
   });
 
@@ -63,7 +65,7 @@ describe('LSH hashing', () => {
           expect(minus[i]).toBe(base + ((b - base + nb / 2) % nb));
         });
       }),
-      { numRuns: 15 },
+      { numRuns: rc.runs(15) },
     );
   });
 
@@ -73,7 +75,7 @@ describe('LSH hashing', () => {
         const x = dataOf(cfg);
         expect(await bucketsOf(cfg, x)).toEqual(await bucketsOf(cfg, x));
       }),
-      { numRuns: 10 },
+      { numRuns: rc.runs(10) },
     );
     const cfg: Config = { B: 1, h: 1, L: 12, dK: 4, nHashes: 1, nBuckets: 8, seed: 5 };
     const x = dataOf(cfg);
@@ -87,7 +89,7 @@ describe('LSH hashing', () => {
     const qk = randomArray(11, B * h * L * dK);
     const rotations = randomArray(12, B * h * dK * H * (nb / 2));
     const { buckets } = await lshAttention(qk, new Float32Array(B * h * L), {
-      shape: [B, h, L, dK], nHashes: H, nBuckets: nb, chunkLen: 2, rotations,
+      shape: [B, h, L, dK], nHashes: H, nBuckets: nb, chunkLen: 2, rotations, runner: rc.runner,
     });
     for (let head = 0; head < h; head++) {
       for (let r = 0; r < H; r++) {
@@ -106,3 +108,4 @@ describe('LSH hashing', () => {
     }
   });
 });
+}

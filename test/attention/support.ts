@@ -2,7 +2,8 @@
  * Test helpers for attention: seeded data and an independent, loop-by-loop JS model of LSH
  * attention given buckets (sorting, chunk windows, masks), used to check the graph's results.
  */
-import type { AttentionShape } from '../../reformer/attention/api.ts';
+import { defaultRunner, type AttentionShape } from '../../reformer/attention/api.ts';
+import { ReferenceRunner, type GraphRunner } from '../../runtime/runner.ts';
 
 /** mulberry32. */
 export function rng(seed: number): () => number {
@@ -115,3 +116,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return Number.isNaN(m) ? Infinity : m;
 }
+
+/** The runners the attention properties run on, with their tolerances and a share of the property runs. */
+export interface RunnerCase {
+  readonly name: string;
+  readonly runner: GraphRunner;
+  /** Absolute tolerance against float64 models. */
+  readonly tol: number;
+  /** Property runs for a reference count `n` (compiling every new configuration costs time). */
+  runs(n: number): number;
+}
+
+export const runnerCases: readonly RunnerCase[] = [
+  { name: 'reference-f64', runner: new ReferenceRunner(), tol: 1e-5, runs: (n) => n },
+  { name: 'compiled (default runner)', runner: await defaultRunner(), tol: 1e-4, runs: (n) => Math.max(3, Math.round(n / 4)) },
+];
