@@ -14,7 +14,7 @@ const config = fc
     B: fc.integer({ min: 1, max: 2 }),
     h: fc.integer({ min: 1, max: 2 }),
     nChunks: fc.integer({ min: 1, max: 4 }),
-    chunkLen: fc.constantFrom(1, 2, 4),
+    chunkLen: fc.constantFrom<number>(1, 2, 4),
     dK: fc.integer({ min: 2, max: 4 }),
     dV: fc.integer({ min: 1, max: 3 }),
     nHashes: fc.integer({ min: 1, max: 4 }),
