@@ -1,0 +1,32 @@
+/** `reformer eval`: held-out bits per character, or second-half accuracy on the duplication task. */
+import { loadRun } from '../../reformer/train/run-dir.ts';
+import { evaluateModel } from '../../reformer/train/trainer.ts';
+import { buildModel } from '../../reformer/model.ts';
+import { openDataSource } from '../../reformer/train/data-source.ts';
+import { openRunner } from './runner.ts';
+
+export interface EvalCommandOptions {
+  readonly checkpoint: string;
+  readonly data?: string;
+  readonly nHashes?: number;
+  readonly fullAttention: boolean;
+  readonly batches: number;
+  readonly backend: string;
+}
+
+export async function evalCommand(opts: EvalCommandOptions): Promise<void> {
+  if (opts.nHashes !== undefined && opts.nHashes < 1) throw new Error(`--n-hashes must be at least 1, got ${opts.nHashes}`);
+  const overrides = { ...(opts.nHashes !== undefined ? { nHashes: opts.nHashes } : {}), lshAsFull: opts.fullAttention };
+  const run = await loadRun(opts.checkpoint, overrides);
+  const dataSpec = opts.data ?? (run.config.model.vocabSize === 128 ? 'duplication' : 'brown');
+  const data = await openDataSource(dataSpec, run.config.model);
+  const runner = await openRunner(opts.backend);
+  const model = buildModel(run.config.model, overrides);
+  const r = await evaluateModel(runner, model, run.paramTree, run.params, data, run.config, opts.batches);
+  const lsh = run.config.model.attention.includes('lsh');
+  const rounds = opts.fullAttention ? 'full attention' : `${opts.nHashes ?? run.config.model.nHashes} hash round(s)`;
+  console.log(`backend: ${runner.description}`);
+  console.log(`checkpoint step ${run.step}${lsh ? `, LSH evaluated with ${rounds}` : ''}, ${opts.batches} batches of ${data.description}`);
+  if (dataSpec === 'duplication') console.log(`second-half accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+  else console.log(`loss ${r.loss.toFixed(4)} nats/byte = ${r.bpc.toFixed(3)} bits/char (next-byte accuracy ${(100 * r.accuracy).toFixed(1)}%)`);
+}

@@ -1,0 +1,43 @@
+/** `reformer generate`: samples bytes from a checkpoint and prints them as they come. */
+import { loadRun } from '../../reformer/train/run-dir.ts';
+import { buildModel } from '../../reformer/model.ts';
+import { generate } from '../../reformer/generate.ts';
+import { encodeText, SPECIAL_TOKENS, tokenByte } from '../../reformer/train/data-source.ts';
+import { openRunner } from './runner.ts';
+
+export interface GenerateCommandOptions {
+  readonly checkpoint: string;
+  readonly prompt: string;
+  readonly length: number;
+  readonly temperature: number;
+  readonly topK: number;
+  readonly seed: number;
+  readonly backend: string;
+}
+
+export async function generateCommand(opts: GenerateCommandOptions): Promise<void> {
+  if (opts.length < 1) throw new Error(`--length must be at least 1, got ${opts.length}`);
+  if (opts.temperature < 0) throw new Error(`--temperature must be >= 0, got ${opts.temperature}`);
+  if (opts.topK < 0) throw new Error(`--top-k must be >= 0, got ${opts.topK}`);
+  const run = await loadRun(opts.checkpoint, {}, 1);
+  if (run.config.model.vocabSize !== 258) throw new Error('generate needs a byte-level text model (vocabSize 258); this checkpoint is not one');
+  const runner = await openRunner(opts.backend);
+  const model = buildModel(run.config.model);
+  process.stderr.write(`backend: ${runner.description}; checkpoint step ${run.step}\n`);
+  process.stdout.write(opts.prompt);
+  const decoder = new TextDecoder('utf-8');
+  const tokens = await generate(runner, model, run.params, run.paramTree, encodeText(opts.prompt), {
+    seqLen: run.config.model.seqLen,
+    length: opts.length,
+    temperature: opts.temperature,
+    topK: opts.topK,
+    seed: opts.seed,
+    forbidden: SPECIAL_TOKENS,
+    onToken: (t) => {
+      const byte = tokenByte(t);
+      if (byte !== undefined) process.stdout.write(decoder.decode(Uint8Array.of(byte), { stream: true }));
+    },
+  });
+  process.stdout.write(`${decoder.decode()}\n`);
+  if (tokens.length !== opts.length) throw new Error('generation stopped early');
+}

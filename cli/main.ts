@@ -1,0 +1,121 @@
+/**
+ * The `reformer` command line. Each command loads its implementation lazily so `reformer --help`
+ * starts fast. Errors are one line, say what to do, and exit non-zero.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+
+function int(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${value}'`);
+    return n;
+  };
+}
+function num(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${value}'`);
+    return n;
+  };
+}
+
+const backends = ['auto', 'webgpu', 'headlessgl', 'webasm', 'cpu', 'reference'];
+function backend(value: string): string {
+  if (!backends.includes(value)) throw new InvalidArgumentError(`unknown backend '${value}'; allowed: ${backends.join(', ')}`);
+  return value;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('reformer')
+    .description('Train, evaluate and sample Reformer language models; inspect compiled kernels.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('train')
+    .description('train a model; with no options, a small ReformerLM on the bundled Brown corpus')
+    .option('--config <file>', 'model/training config JSON (default: built-in small config)')
+    .option('--data <path>', "text file or folder, 'brown' (default) or 'duplication'")
+    .option('--steps <n>', 'training steps', int('--steps'))
+    .option('--out <dir>', 'run directory for checkpoints and the run log', 'runs/default')
+    .option('--seed <n>', 'random seed', int('--seed'), 0)
+    .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
+    .option('--resume', 'continue from the last checkpoint in --out', false)
+    .option('--eval-every <n>', 'evaluate every n steps', int('--eval-every'))
+    .option('--checkpoint-every <n>', 'checkpoint every n steps', int('--checkpoint-every'))
+    .option('--no-progress', 'plain log lines instead of a progress bar')
+    .action(async (opts) => {
+      const { trainCommand } = await import('./commands/train.ts');
+      await trainCommand(opts);
+    });
+
+  program
+    .command('eval')
+    .description('bits per character (text) or second-half accuracy (duplication task) of a checkpoint')
+    .requiredOption('--checkpoint <dir>', 'run directory or checkpoint directory')
+    .option('--data <path>', 'data to evaluate on (default: the held-out split of the training data)')
+    .option('--n-hashes <n>', 'evaluate LSH layers with this many hash rounds', int('--n-hashes'))
+    .option('--full-attention', 'evaluate LSH layers as full attention', false)
+    .option('--batches <n>', 'number of evaluation batches', int('--batches'), 8)
+    .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
+    .action(async (opts) => {
+      const { evalCommand } = await import('./commands/eval.ts');
+      await evalCommand(opts);
+    });
+
+  program
+    .command('generate')
+    .description('sample text from a checkpoint')
+    .requiredOption('--checkpoint <dir>', 'run directory or checkpoint directory')
+    .option('--prompt <text>', 'text to continue', '')
+    .option('--length <n>', 'bytes to generate', int('--length'), 200)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', num('--temperature'), 0.8)
+    .option('--top-k <k>', 'sample among the k most likely bytes (0 = all)', int('--top-k'), 0)
+    .option('--seed <n>', 'random seed', int('--seed'), 0)
+    .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
+    .action(async (opts) => {
+      const { generateCommand } = await import('./commands/generate.ts');
+      await generateCommand(opts);
+    });
+
+  program
+    .command('plot')
+    .description('plot loss and bits-per-character curves of a run log')
+    .argument('<log>', 'run log (run-log.jsonl) or run directory')
+    .option('--out <file>', 'output .svg or .png', 'plot.svg')
+    .action(async (log: string, opts: { out: string }) => {
+      const { plotRunLog } = await import('./plot.ts');
+      const { existsSync, statSync } = await import('node:fs');
+      const path = existsSync(log) && statSync(log).isDirectory() ? `${log}/run-log.jsonl` : log;
+      await plotRunLog(path, opts.out);
+      console.log(`wrote ${opts.out}`);
+    });
+
+  program
+    .command('bench')
+    .description('run a benchmark suite (kernels, memory, attention)')
+    .argument('<suite>', 'suite name')
+    .allowUnknownOption(true)
+    .argument('[args...]', 'suite options, e.g. --json --quick')
+    .action(async (suite: string, args: string[]) => {
+      const { runBench } = await import('../bench/main.ts');
+      await runBench([suite, ...args]);
+    });
+
+  return program;
+}
+
+/** Runs the CLI and returns the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    const message = e instanceof Error ? e.message : String(e);
+    console.error(`reformer: ${message}`);
+    if (process.env.REFORMER_DEBUG && e instanceof Error) console.error(e.stack);
+    return 1;
+  }
+}
