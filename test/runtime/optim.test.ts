@@ -84,6 +84,21 @@ describe('Adafactor', () => {
     Array.from(p.get('v')!.data).forEach((x, i) => expect(x).toBeCloseTo(expected[i]!, 6));
   });
 
+  it('factored: two steps match an independent dense computation (numpy, written out below)', () => {
+    // vr = β·vr + (1−β)·mean_c(g²); vc likewise over rows; y = g·√(mean(vr)/vr_r)/√vc_c;
+    // y /= max(1, RMS(y)); w −= 0.1·max(1e-3, RMS(w))·y; β = 1 − t^−0.8.
+    const p = map([['w', f32([2, 2], [0.5, -1, 2, 0.25])]]);
+    const opt = new Adafactor(p, { weightDecay: 0 });
+    const steps: Array<[number[], number[]]> = [
+      [[1, -2, 0.5, 3], [0.33650929613263625, -0.8986073696900433, 1.9398996219701528, 0.13818198343535204]],
+      [[-1, 0.5, 2, 1], [0.44475868438170435, -0.9385456652828147, 1.7999263038112534, 0.08653923656948888]],
+    ];
+    for (const [g, expected] of steps) {
+      opt.update(p, map([['w', f32([2, 2], g)]]), 0.1);
+      Array.from(p.get('w')!.data).forEach((x, i) => expect(x).toBeCloseTo(expected[i]!, 5));
+    }
+  });
+
   it('factored slots live on the last two axes', () => {
     const p = map([['a', f32([2, 3, 4], new Array(24).fill(1))], ['b', f32([3], [1, 1, 1])]]);
     const shapes = Object.fromEntries([...new Adafactor(p).stateTensors()].map(([k, t]) => [k, t.shape]));
