@@ -102,6 +102,19 @@ export function buildProgram(): Command {
       await runBench([suite, ...args]);
     });
 
+  program
+    .command('verify')
+    .description("check a model's reversible stack with fast-check: inverse and reconstructing backward")
+    .argument('<model>', "'default', a run directory, or a config JSON file")
+    .option('--runs <n>', 'random cases', int('--runs'), 5)
+    .option('--seed <n>', 'fast-check seed', int('--seed'))
+    .option('--batch <n>', 'batch size of the random inputs', int('--batch'), 1)
+    .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'reference')
+    .action(async (model: string, opts) => {
+      const { verifyCommand } = await import('./commands/verify.ts');
+      if (!(await verifyCommand(model, opts))) throw new Error('verification failed (see the counterexample above)');
+    });
+
   return program;
 }
 
