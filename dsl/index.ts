@@ -6,3 +6,4 @@ export * from './layers/layer-norm.ts';
 export * from './layers/activations.ts';
 export * from './layers/embedding.ts';
 export * from './layers/lm.ts';
+export * from './layers/glu.ts';

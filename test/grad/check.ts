@@ -10,6 +10,7 @@ import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/
 import type { Shape } from '../../compiler/ir/types.ts';
 import { sizeOf } from '../../compiler/ir/types.ts';
 import { expectClose, finiteDifference } from '../support/numeric.ts';
+import { flattenParams, InitKey, spec, trace, type Layer } from '../../dsl/layer.ts';
 
 /** mulberry32: small, seedable, good enough to make test data. */
 export function rng(seed: number): () => number {
@@ -82,18 +83,19 @@ export interface GradCheckResult {
 }
 
 /**
- * Builds `loss = sum(out · W)`, differentiates it with respect to the named inputs, and checks the
+ * Builds `loss = Σ sum(out · W)` over the outputs, differentiates it with respect to the named inputs, and checks the
  * result against central finite differences. Throws (with the input name) on a mismatch.
  */
 export function checkGradients(
   graph: Graph,
-  out: Tensor,
+  out: Tensor | readonly Tensor[],
   feeds: Record<string, HostTensor>,
   wrt: readonly string[],
   r: Rand,
   tol: { rtol?: number; atol?: number } = {},
 ): GradCheckResult {
-  const loss = weightedLoss(out, r);
+  const outs = Array.isArray(out) ? (out as readonly Tensor[]) : [out as Tensor];
+  const loss = outs.map((o) => weightedLoss(o, r)).reduce((a, b) => P.binary('add', a, b));
   const g = grad(graph, loss.id, wrt.map((n) => graph.inputByName(n).id));
   const values = evaluate(g.graph, feeds);
   const analytic: Record<string, Float64Array> = {};
@@ -106,4 +108,30 @@ export function checkGradients(
     expectClose(a, fd, tol.rtol ?? 1e-5, tol.atol ?? 1e-7, `d loss / d ${name}`);
   });
   return { analytic, numeric };
+}
+
+export interface LayerCheckOptions {
+  readonly mode?: 'train' | 'eval';
+  /** Initialisation seed, data seed and the per-step RNG seed fed as `seed`. */
+  readonly seed?: number;
+  readonly rtol?: number;
+  readonly atol?: number;
+}
+
+/**
+ * Initialises and traces `layer` on f32 inputs of the given shapes, then checks the gradients of
+ * every parameter and every input against finite differences. Returns the checked names.
+ */
+export function checkLayerGradients(layer: Layer, shapes: readonly Shape[], options: LayerCheckOptions = {}): string[] {
+  const seed = options.seed ?? 1;
+  const r = rng(seed);
+  const params = layer.init(new InitKey(seed), shapes.map((s) => spec(s)));
+  const t = trace(layer, params, shapes.map((shape) => ({ shape })), { mode: options.mode ?? 'eval' });
+  const feeds: Record<string, HostTensor> = {};
+  for (const [path, p] of flattenParams(params)) feeds[path ? `params.${path}` : 'params'] = hostTensor(p.shape, p.data, p.dtype);
+  shapes.forEach((s, i) => (feeds[`input${i}`] = uniform(r, s, -1.5, 1.5)));
+  if (t.graph.inputNodes().some((n) => n.name === 'seed')) feeds.seed = hostTensor([], [seed * 7919], 'i32');
+  const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.role === 'data').map((n) => n.name);
+  checkGradients(t.graph, t.outputs, feeds, wrt, r, options);
+  return wrt;
 }
