@@ -10,6 +10,7 @@
 import { GPU } from 'gpu.js';
 import { compile, FLOAT32_EXACT_INT, type CompiledGraph } from '../compiler/codegen/compile.ts';
 import type { BufferKey } from '../compiler/codegen/kernels.ts';
+import { flattenResult } from '../compiler/codegen/templates/kernel-source.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
@@ -77,6 +78,11 @@ function toFloat32(t: HostTensor, name: string): Float32Array {
   return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
 }
 
+/** 2-D launches (matmul groups) come back from gpu.js as one array per row; kernels read flat. */
+function flatOutput(out: unknown, size: number): Float32Array {
+  return out instanceof Float32Array ? out : flattenResult(out, size);
+}
+
 export class CompiledRunner implements GraphRunner {
   private readonly cache = new WeakMap<Graph, Map<string, Executable>>();
   private compiledCount = 0;
@@ -127,12 +133,13 @@ export class CompiledRunner implements GraphRunner {
     const key = `${graph.nodes.length}|${wanted.join(',')}`;
     const hit = perGraph.get(key);
     if (hit !== undefined) return hit;
-    const compiled = compile(graph, wanted);
+    // 2-D matmul launches chain as flat buffers only in the webasm pipeline
+    const compiled = compile(graph, wanted, { grid: this.backend.name === 'webasm' });
     const gpu = this.backend.gpu;
     const kernels = compiled.kernels.map(
       (k) =>
         gpu.createKernel(k.source, {
-          output: [k.size],
+          output: [...k.dims],
           asyncMode: true,
           loopMaxIterations: Math.max(1000, k.loopMax + 1),
           tactic: 'precision',
@@ -241,7 +248,7 @@ export class CompiledRunner implements GraphRunner {
       outs = await exe.pipeline(...exe.hostArgs.map((k) => host.get(k)!));
     }
     if (exe.pipeline !== undefined && outs !== undefined) {
-      exe.kernelOutputs.forEach((k, i) => results.set(k, outs[i]!));
+      exe.kernelOutputs.forEach((k, i) => results.set(k, flatOutput(outs[i], exe.compiled.buffers.get(k)!.size)));
       executor = (exe.pipeline.executorKind as ExecutorKind | undefined) ?? 'generic';
     } else {
       executor = 'kernel-by-kernel';
@@ -249,7 +256,7 @@ export class CompiledRunner implements GraphRunner {
       for (let i = 0; i < specs.length; i++) {
         const spec = specs[i]!;
         const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!));
-        results.set(spec.output, out);
+        results.set(spec.output, flatOutput(out, spec.size));
         for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);
       }
     }

@@ -62,13 +62,21 @@ function checkLimits(graph: Graph, plan: KernelPlan): void {
   }
 }
 
-export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs): CompiledGraph {
+export interface CompileOptions {
+  /**
+   * Launch matmul groups 2-D (`[cols, rows]`, default true). Only backends whose kernels hand
+   * 2-D results on as flat buffers can chain them (webasm); cpu's generic pipeline passes rows.
+   */
+  readonly grid?: boolean;
+}
+
+export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
   const plan = planKernels(graph, wanted);
   checkLimits(graph, plan);
   const kernels: KernelSource[] = [];
   for (const group of plan.groups) {
     if (sizeOf(graph.node(group.root).shape) === 0) continue; // nothing to compute; the runtime makes an empty array
-    kernels.push(...groupKernels(plan, group));
+    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true }));
   }
   const buffers = new Map<BufferKey, BufferInfo>();
   for (const id of plan.buffers.keys()) {

@@ -23,6 +23,9 @@ export function floatLiteral(v: number): string {
   return v < 0 || Object.is(v, -0) ? `(${s.startsWith('-') ? s : '-' + s})` : s;
 }
 
+/** k-loop unroll factor of inlined dot products. */
+export const MATMUL_UNROLL = 4;
+
 export class KernelWriter {
   private readonly lines: string[] = [];
   private memo = new Map<string, string>();
@@ -37,6 +40,13 @@ export class KernelWriter {
     readonly root: NodeId,
     /** Parameter name of each materialised buffer this kernel reads. */
     readonly params: ReadonlyMap<NodeId, string>,
+    /**
+     * Set for a 2-D launch `[cols, rows]` over the root's row-major shape: `index` is the variable
+     * holding the root's flat index. A matmul read at that index with the root's shape then takes
+     * its row from `this.thread.y` (uniform across the four SIMD lanes on webasm, so A is read with
+     * scalar loads instead of gathers) and its column from `this.thread.x`.
+     */
+    readonly grid?: { readonly index: string; readonly cols: number },
   ) {}
 
   get graph(): Graph {
@@ -71,6 +81,18 @@ export class KernelWriter {
   loop(v: string, from: number, to: number, body: () => void): void {
     this.loopMax = Math.max(this.loopMax, to);
     this.stmt(`for (let ${v} = ${from}; ${v} < ${to}; ${v}++) {`);
+    const saved = new Map(this.memo);
+    this.depth++;
+    body();
+    this.depth--;
+    this.memo = saved;
+    this.stmt('}');
+  }
+
+  /** `for (let v = from; v < to; v += step) { body }`, scoped like `loop`. */
+  loopBy(v: string, from: number, to: number, step: number, body: () => void): void {
+    this.loopMax = Math.max(this.loopMax, to);
+    this.stmt(`for (let ${v} = ${from}; ${v} < ${to}; ${v} += ${step}) {`);
     const saved = new Map(this.memo);
     this.depth++;
     body();
@@ -258,28 +280,55 @@ export class KernelWriter {
     throw new Error(`codegen internal: unhandled op in %${(n as Node).id}`);
   }
 
-  /** Dot product for one output element of a (batched) matmul. */
+  /**
+   * Dot product for one output element of a (batched) matmul. The k loop is unrolled by
+   * MATMUL_UNROLL (independent loads per trip for the scheduler); the remainder is straight-line.
+   */
   private matmulAt(n: Node & { op: 'matmul' }, idx: string): string {
     const a = this.graph.node(n.a);
     const k = a.shape[a.shape.length - 1]!;
     const [m, nn] = n.shape.slice(-2) as [number, number];
-    const c = this.coords(idx, n.shape);
     const rank = n.shape.length;
-    const batch = rank > 2 ? this.bind(`Math.floor(${idx} / ${m * nn})`, 'c') : '0';
-    const row = c[rank - 2]!;
-    const col = c[rank - 1]!;
+    const rootShape = this.graph.node(this.root).shape;
+    const onGrid =
+      this.grid !== undefined &&
+      idx === this.grid.index &&
+      this.grid.cols === nn &&
+      rootShape.length === rank &&
+      rootShape.every((d, i) => d === n.shape[i]);
+    let batch: string;
+    let row: string;
+    let col: string;
+    if (onGrid) {
+      // thread.y enumerates (batch, row) pairs; only thread-y terms, so the A index stays uniform
+      const rows = sizeOf(n.shape) / nn;
+      batch = rank > 2 && rows > m ? this.bind(`Math.floor(this.thread.y / ${m})`, 'c') : '0';
+      row = m === 1 ? '0' : rows > m ? this.bind(`this.thread.y % ${m}`, 'c') : 'this.thread.y';
+      col = nn === 1 ? '0' : 'this.thread.x';
+    } else {
+      const c = this.coords(idx, n.shape);
+      batch = rank > 2 ? this.bind(`Math.floor(${idx} / ${m * nn})`, 'c') : '0';
+      row = c[rank - 2]!;
+      col = c[rank - 1]!;
+    }
     const aBase = this.index(this.flat([batch, row], [m * k, k]));
     const bBase = this.index(this.flat([batch, col], [k * nn, 1]));
     const acc = this.fresh('acc');
     this.stmt(`let ${acc} = 0.0;`);
-    if (k > 0) {
+    const term = (p: string): void => {
+      const av = this.value(n.a, this.index(aBase === '0' ? p : `${aBase} + ${p}`));
+      const bv = this.value(n.b, this.index(bBase === '0' ? `${p} * ${nn}` : `${bBase} + ${p} * ${nn}`));
+      this.stmt(`${acc} += ${av} * ${bv};`);
+    };
+    const unroll = Math.min(MATMUL_UNROLL, k);
+    const main = unroll > 0 ? Math.floor(k / unroll) * unroll : 0;
+    if (main > 0) {
       const p = this.fresh('p');
-      this.loop(p, 0, k, () => {
-        const av = this.value(n.a, this.index(aBase === '0' ? p : `${aBase} + ${p}`));
-        const bv = this.value(n.b, this.index(`${bBase} + ${p} * ${nn}`));
-        this.stmt(`${acc} += ${av} * ${bv};`);
+      this.loopBy(p, 0, main, unroll, () => {
+        for (let u = 0; u < unroll; u++) term(u === 0 ? p : this.index(`${p} + ${u}`));
       });
     }
+    for (let p = main; p < k; p++) term(String(p));
     return acc;
   }
 

@@ -31,8 +31,13 @@ export interface KernelSource {
   /** Buffers passed as arguments, in parameter order. */
   readonly params: readonly BufferKey[];
   readonly output: BufferKey;
-  /** Number of output elements (`output: [size]`). */
+  /** Number of output elements. */
   readonly size: number;
+  /**
+   * gpu.js launch shape, x first; its product is `size` and the output is row-major either way.
+   * `[size]` except for matmul groups, which launch `[cols, rows]` (see `gridFor`).
+   */
+  readonly dims: readonly number[];
   /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
   readonly loopMax: number;
 }
@@ -45,13 +50,47 @@ function simple(plan: KernelPlan, group: KernelGroup, body: (w: KernelWriter) =>
   const params = paramsOf(group.reads);
   const w = new KernelWriter(plan, group.root, params);
   const result = body(w);
+  const size = sizeOf(plan.graph.node(group.root).shape);
   return {
     name: group.name,
     group: group.name,
     source: w.finish([...params.values()], result),
     params: group.reads.map(nodeKey),
     output: nodeKey(group.root),
-    size: sizeOf(plan.graph.node(group.root).shape),
+    size,
+    dims: [size],
+    loopMax: w.loopMax,
+  };
+}
+
+/**
+ * The 2-D launch of a matmul group, or undefined to keep it 1-D. On webasm four adjacent
+ * thread.x cells form one f32x4 step and never cross a row of the launch, so with columns on x
+ * the row (thread.y) is lane-uniform: A's reads become scalar loads instead of gathers. Narrow
+ * outputs (n < 4 and not a multiple of 4) would leave lanes idle, so they stay 1-D.
+ */
+function gridFor(plan: KernelPlan, group: KernelGroup): { cols: number; rows: number } | undefined {
+  if (group.kind !== 'matmul') return undefined;
+  const shape = plan.graph.node(group.root).shape;
+  const cols = shape[shape.length - 1] ?? 1;
+  if (shape.length < 2 || cols < 4) return undefined;
+  return { cols, rows: sizeOf(shape) / cols };
+}
+
+function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }): KernelSource {
+  const params = paramsOf(group.reads);
+  const index = 'i_flat';
+  const w = new KernelWriter(plan, group.root, params, { index, cols: grid.cols });
+  w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
+  const result = w.value(group.root, index);
+  return {
+    name: group.name,
+    group: group.name,
+    source: w.finish([...params.values()], result),
+    params: group.reads.map(nodeKey),
+    output: nodeKey(group.root),
+    size: grid.cols * grid.rows,
+    dims: [grid.cols, grid.rows],
     loopMax: w.loopMax,
   };
 }
@@ -70,7 +109,7 @@ function axisBase(w: KernelWriter, outLen: number, len: number, inner: number): 
   return w.index(`${o} * ${len * inner} + ${i}`);
 }
 
-export function groupKernels(plan: KernelPlan, group: KernelGroup): KernelSource[] {
+export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean } = {}): KernelSource[] {
   const g = plan.graph;
   const root = g.node(group.root);
   switch (root.op) {
@@ -132,6 +171,7 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup): KernelSource
         params: group.reads.map(nodeKey),
         output: rankKey,
         size,
+        dims: [size],
         loopMax: rw.loopMax,
       };
       const sw = new KernelWriter(plan, group.root, new Map());
@@ -152,6 +192,7 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup): KernelSource
         params: [rankKey],
         output: nodeKey(group.root),
         size,
+        dims: [size],
         loopMax: sw.loopMax,
       };
       return [rank, select];
@@ -181,7 +222,10 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup): KernelSource
         }),
       ];
     }
-    default:
+    default: {
+      const grid = options.grid === false ? undefined : gridFor(plan, group);
+      if (grid !== undefined) return [matmulGroup(plan, group, grid)];
       return [simple(plan, group, (w) => w.value(group.root, 'this.thread.x'))];
+    }
   }
 }

@@ -15,7 +15,8 @@
  *   most RECOMPUTE_BUDGET (so softmax needs 3 kernels, LayerNorm 3); beyond that it materialises,
  *   which also bounds the blow-up of recomputation in gradient graphs.
  * - Operands read many times per output element (matmul / gather / argsort / scatterAdd
- *   operands) are inlined only when they are pure index remaps (cost 0); an operand expanded by a
+ *   operands) are inlined only when they are pure index remaps (cost 0) with little index
+ *   arithmetic (MULTI_INDEX_BUDGET); an operand expanded by a
  *   broadcast is inlined while its cost is at most EXPAND_BUDGET.
  */
 import { liveNodes, type Graph } from '../ir/graph.ts';
@@ -24,6 +25,13 @@ import { formatShape, operands } from '../ir/types.ts';
 
 export const RECOMPUTE_BUDGET = 8;
 export const EXPAND_BUDGET = 8;
+/**
+ * Index arithmetic an operand read many times per output element (matmul, gather, argsort,
+ * scatterAdd operands) may carry inlined: a transpose or broadcast of a buffer folds into the
+ * consumer, a chain of gathers / concats / pads (LSH bucket sorting, look-back chunks) is
+ * written to a buffer once instead of being recomputed in every step of the consumer's loop.
+ */
+export const MULTI_INDEX_BUDGET = 2;
 /** Caps the size of one inlined expression tree, so kernel sources stay bounded. */
 export const MAX_INLINED_NODES = 40;
 
@@ -115,6 +123,23 @@ function ownCost(g: Graph, n: Node): number {
   }
 }
 
+/** Index arithmetic of a node's own op when inlined (coordinates, clamps, the read of an index). */
+function ownIndexCost(n: Node): number {
+  switch (n.op) {
+    case 'transpose':
+    case 'slice':
+    case 'broadcast':
+      return 1;
+    case 'pad':
+    case 'concat':
+      return 2;
+    case 'gather':
+      return 4;
+    default:
+      return 0;
+  }
+}
+
 function forcedSource(n: Node): BufferSource | undefined {
   if (n.op === 'input') return 'input';
   if (n.op === 'const' && n.values.length > 1) return 'constant';
@@ -138,18 +163,22 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
   const buffers = new Map<NodeId, BufferSource>();
   const cost = new Map<NodeId, number>();
   const size = new Map<NodeId, number>();
+  const indexCost = new Map<NodeId, number>();
 
   for (const n of graph.nodes) {
     if (!live.has(n.id)) continue;
     let c = ownCost(graph, n);
     let s = 1;
+    let ic = ownIndexCost(n);
     for (const o of operands(n)) {
       if (buffers.has(o)) continue;
       c += cost.get(o)!;
       s += size.get(o)!;
+      ic += indexCost.get(o)!;
     }
     cost.set(n.id, c);
     size.set(n.id, s);
+    indexCost.set(n.id, ic);
     const us = uses.get(n.id) ?? [];
     let source = forcedSource(n);
     if (source === undefined && wantedSet.has(n.id)) source = 'kernel';
@@ -160,7 +189,9 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     if (source === undefined) {
       const materialise =
         (us.length > 1 && c > RECOMPUTE_BUDGET) ||
-        us.some((u) => (u.kind === 'multi' && c > 0) || (u.kind === 'expand' && c > EXPAND_BUDGET)) ||
+        us.some(
+          (u) => (u.kind === 'multi' && (c > 0 || ic > MULTI_INDEX_BUDGET)) || (u.kind === 'expand' && c > EXPAND_BUDGET),
+        ) ||
         s > MAX_INLINED_NODES;
       if (materialise) source = 'kernel';
     }
@@ -169,6 +200,7 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
       // A materialised node is a leaf for its consumers: reset its inlined cost.
       cost.set(n.id, 0);
       size.set(n.id, 0);
+      indexCost.set(n.id, 0);
     }
   }
 

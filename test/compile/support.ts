@@ -96,7 +96,8 @@ export function runSourcesOnHost(
     const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number;
     const out = new Float64Array(k.size).fill(NaN);
     const args = k.params.map((p) => bufs.get(p)!);
-    for (let x = 0; x < k.size; x++) out[x] = fn.apply({ thread: { x, y: 0, z: 0 } }, args);
+    const cols = k.dims[0]!;
+    for (let f = 0; f < k.size; f++) out[f] = fn.apply({ thread: { x: f % cols, y: Math.floor(f / cols), z: 0 } }, args);
     bufs.set(k.output, out);
   }
   wanted.forEach((id, i) => {
