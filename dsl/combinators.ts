@@ -26,6 +26,19 @@ function withChildScope<T>(inputs: readonly Tensor[], name: string, i: number, f
   return g === undefined ? fn() : g.withScope(`${name}[${i}]`, fn);
 }
 
+/**
+ * Runs a child's `init` (which traces it on a scratch graph to find output shapes) so that a shape
+ * error raised there names the child's full layer path, as the same error would when tracing.
+ */
+function initInChildPath<T>(name: string, i: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof ops.ShapeError)) throw e;
+    throw new ops.ShapeError(e.scope ? `${name}[${i}].${e.scope}` : `${name}[${i}]`, e.detail);
+  }
+}
+
 /** Stack arity of running `layers` in sequence: how deep it reads, and how it changes the stack. */
 function serialArity(layers: readonly Layer[]): { nIn: number; nOut: number } {
   let depth = 0; // current stack height relative to the start
@@ -48,12 +61,14 @@ export function Serial(...layers: Layer[]): Layer {
     children: layers,
     init(key: InitKey, inputs: readonly TensorSpec[]): Params {
       let stack = [...inputs];
-      return layers.map((layer, i) => {
-        const args = stack.slice(0, layer.nIn);
-        const p = layer.init(key.split(i), args);
-        stack = [...outputSpecs(layer, p, args), ...stack.slice(layer.nIn)];
-        return p;
-      });
+      return layers.map((layer, i) =>
+        initInChildPath(name, i, () => {
+          const args = stack.slice(0, layer.nIn);
+          const p = layer.init(key.split(i), args);
+          stack = [...outputSpecs(layer, p, args), ...stack.slice(layer.nIn)];
+          return p;
+        }),
+      );
     },
     apply(params: SymbolicParams, inputs: readonly Tensor[], ctx: ApplyContext): Tensor[] {
       let stack = [...inputs];
@@ -77,7 +92,7 @@ export function Branch(...layers: Layer[]): Layer {
     nIn,
     nOut,
     children: layers,
-    init: (key, inputs) => layers.map((l, i) => l.init(key.split(i), inputs.slice(0, l.nIn))),
+    init: (key, inputs) => layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(0, l.nIn)))),
     apply(params, inputs, ctx) {
       return layers.flatMap((l, i) =>
         withChildScope(inputs, name, i, () => applyLayer(l, childParams(params, i, name), inputs.slice(0, l.nIn), ctx)),
@@ -97,7 +112,8 @@ export function Parallel(...layers: Layer[]): Layer {
     nIn,
     nOut,
     children: layers,
-    init: (key, inputs) => layers.map((l, i) => l.init(key.split(i), inputs.slice(starts[i], starts[i]! + l.nIn))),
+    init: (key, inputs) =>
+      layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(starts[i], starts[i]! + l.nIn)))),
     apply(params, inputs, ctx) {
       return layers.flatMap((l, i) =>
         withChildScope(inputs, name, i, () =>
@@ -120,7 +136,7 @@ export function Residual(...layers: Layer[]): Layer {
     nIn: 1,
     nOut: 1,
     children: [body],
-    init: (key, inputs) => [body.init(key.split(0), inputs.slice(0, 1))],
+    init: (key, inputs) => [initInChildPath(name, 0, () => body.init(key.split(0), inputs.slice(0, 1)))],
     apply(params, inputs, ctx) {
       const x = inputs[0]!;
       const [y] = withChildScope(inputs, name, 0, () => applyLayer(body, childParams(params, 0, name), [x], ctx));
