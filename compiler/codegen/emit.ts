@@ -89,6 +89,17 @@ export class KernelWriter {
     this.stmt('}');
   }
 
+  /** `if (cond) { body }`; temporaries made inside stay inside. */
+  ifBlock(cond: string, body: () => void): void {
+    this.stmt(`if (${cond}) {`);
+    const saved = new Map(this.memo);
+    this.depth++;
+    body();
+    this.depth--;
+    this.memo = saved;
+    this.stmt('}');
+  }
+
   /** `for (let v = from; v < to; v += step) { body }`, scoped like `loop`. */
   loopBy(v: string, from: number, to: number, step: number, body: () => void): void {
     this.loopMax = Math.max(this.loopMax, to);

@@ -14,6 +14,7 @@
 import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
+import { stridesOf } from '../reference/evaluate.ts';
 import { KernelWriter } from './emit.ts';
 
 /** A buffer key: `%12` for a node's buffer, `k5_argsort.rank` for a kernel's scratch buffer. */
@@ -109,6 +110,57 @@ function axisBase(w: KernelWriter, outLen: number, len: number, inner: number): 
   return w.index(`${o} * ${len * inner} + ${i}`);
 }
 
+/**
+ * scatterAdd whose index is constant along the axes after the scatter axis (a fused broadcast,
+ * as when whole rows are scattered by one position): launched `[inner, outer * lenOut]`, so the
+ * index value and the target position are lane-uniform on webasm. The compare is then a real
+ * branch and each output reads the updates (a gather) only where the index hits it.
+ */
+function scatterGrid(plan: KernelPlan, group: KernelGroup): KernelSource | undefined {
+  const g = plan.graph;
+  const root = g.node(group.root);
+  if (root.op !== 'scatterAdd') return undefined;
+  const { len: lenOut, inner } = axisSplit(root.shape, root.axis);
+  const ix = g.node(root.index);
+  if (inner < 4 || ix.op !== 'broadcast' || plan.buffers.has(ix.id)) return undefined;
+  const src = g.node(ix.x);
+  const off = ix.shape.length - src.shape.length;
+  if (src.shape.some((d, sa) => sa + off > root.axis && d !== 1)) return undefined;
+  const lenIn = g.node(root.updates).shape[root.axis]!;
+  const outerShape = root.shape.slice(0, root.axis);
+  const outer = sizeOf(outerShape);
+  const params = paramsOf(group.reads);
+  const w = new KernelWriter(plan, group.root, params);
+  const o = outer > 1 ? w.bind(`Math.floor(this.thread.y / ${lenOut})`, 'o') : '0';
+  const j = lenOut === 1 ? '0' : outer > 1 ? w.bind(`this.thread.y % ${lenOut}`, 'c') : 'this.thread.y';
+  const oc = outer > 1 ? w.coords(o, outerShape) : outerShape.map(() => '0');
+  const srcStrides = stridesOf(src.shape);
+  const acc = w.fresh('acc');
+  w.stmt(`let ${acc} = 0.0;`);
+  if (lenIn > 0) {
+    const q = w.fresh('q');
+    w.loop(q, 0, lenIn, () => {
+      const terms = src.shape.map((d, sa) => (d === 1 ? '0' : sa + off === root.axis ? q : oc[sa + off]!));
+      const hit = w.value(src.id, w.index(w.flat(terms, srcStrides)));
+      w.ifBlock(`${hit} === ${j}`, () => {
+        const at = w.index(`${o === '0' ? '' : `${o} * ${lenIn * inner} + `}${q} * ${inner} + this.thread.x`);
+        w.stmt(`${acc} += ${w.value(root.updates, at)};`);
+      });
+    });
+  }
+  const size = sizeOf(root.shape);
+  return {
+    name: group.name,
+    group: group.name,
+    source: w.finish([...params.values()], acc),
+    params: group.reads.map(nodeKey),
+    output: nodeKey(group.root),
+    size,
+    dims: [inner, size / inner],
+    loopMax: w.loopMax,
+  };
+}
+
 export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean } = {}): KernelSource[] {
   const g = plan.graph;
   const root = g.node(group.root);
@@ -198,6 +250,8 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
       return [rank, select];
     }
     case 'scatterAdd': {
+      const gridded = options.grid === false ? undefined : scatterGrid(plan, group);
+      if (gridded !== undefined) return [gridded];
       const u = g.node(root.updates);
       const { len: lenOut, inner } = axisSplit(root.shape, root.axis);
       const lenIn = u.shape[root.axis]!;

@@ -1,7 +1,8 @@
 /**
- * Matmul groups launched 2-D ([cols, rows], row on thread.y): odd widths and depths (the unrolled
- * k loop's straight-line tail), batches, transposed operands folded into the dot product, epilogues
- * that reshape the product, and the plan rule that writes gather-heavy operands to a buffer once.
+ * Kernels launched 2-D: matmul groups ([cols, rows], row on thread.y) with odd widths and depths
+ * (the unrolled k loop's straight-line tail), batches, transposed operands folded into the dot
+ * product, epilogues that reshape the product, and the plan rule that writes gather-heavy
+ * operands to a buffer once; scatterAdd by a row-broadcast index ([inner, outer * len]).
  * Checked against the float64 reference after a poisoned run (support.ts), and as host-run sources.
  */
 import fc from 'fast-check';
@@ -86,5 +87,34 @@ describe('2-D matmul launches', () => {
     expect(plan.groups.some((k) => k.kind === 'elementwise' && g.node(k.root).op === 'gather')).toBe(true);
     expect(plan.groups.some((k) => g.node(k.root).op === 'transpose' && g.node(k.root).shape[0] === 5)).toBe(false);
     for (const r of runners) await expectMatchesReference(r, g, feeds);
+  });
+
+  it('scatterAdd of whole rows by a broadcast index (repeats, empty targets, any outer shape)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 0, maxLength: 2 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 4, max: 9 }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 1000 }),
+        async (outerShape, lenIn, lenOut, inner, shareOuter, seed) => {
+          const g = new Graph();
+          const feeds: Record<string, HostTensor> = {};
+          const axis = outerShape.length;
+          const upd = f32(g, feeds, 'u', [...outerShape, lenIn, inner], seed);
+          // the index is shared across the outer axes when shareOuter (a size-1 broadcast there too)
+          const ixShape = [...outerShape.map((d) => (shareOuter ? 1 : d)), lenIn, 1];
+          const count = ixShape.reduce((a, b) => a * b, 1);
+          feeds.ix = { shape: ixShape, dtype: 'i32', data: Int32Array.from({ length: count }, (_, i) => (i * 7 + seed) % lenOut) };
+          const ix = P.broadcastTo(g.input('ix', ixShape, 'i32'), [...outerShape, lenIn, inner]);
+          const y = P.scatterAdd(upd, ix, axis, lenOut);
+          g.outputs = [P.binary('mul', y, y).id, y.id];
+          expect(compile(g).kernels.find((k) => k.output === `%${y.id}`)!.dims).toEqual([inner, (y.shape.reduce((a, b) => a * b, 1)) / inner]);
+          for (const r of runners) await expectMatchesReference(r, g, feeds);
+        },
+      ),
+      { numRuns: 12 },
+    );
   });
 });
