@@ -20,6 +20,7 @@ export interface Suite {
 export const loaders: Record<string, () => Promise<Suite>> = {
   kernels: async () => (await import('./kernels.ts')).kernelsSuite,
   memory: async () => (await import('./memory.ts')).memorySuite,
+  attention: async () => (await import('./attention.ts')).attentionSuite,
 };
 
 /** Adds a suite at runtime (for suites defined outside this file). */

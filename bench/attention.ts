@@ -1,0 +1,308 @@
+/**
+ * `npm run bench -- attention [--json] [--quick] [--max-len N] [--ref-max-len N] [--budget-gb G] [--cell-s S]`:
+ * forward+backward wall time and peak buffer bytes of ONE causal attention layer (4 heads,
+ * dHead 64, batch 1, d_model 256) at L = 1K … 64K, for
+ *
+ * - our LSHSelfAttention (nHashes 2/4 × chunkLen 64/128) and FullAttention, traced in train mode,
+ *   differentiated with compiler/grad (loss = Σ output ⊙ fixed random cotangent, w.r.t. every
+ *   parameter and the input) and run on the compiled gpu.js runner (and on the float64
+ *   ReferenceRunner up to --ref-max-len, where it is cheap enough);
+ * - TF.js-wasm full attention (forward plus a hand-written backward) on the same shapes, same process.
+ *
+ * Budgets: a full-attention cell whose L×L score matrices (× heads × fwd+bwd copies) exceed the
+ * memory budget is skipped before it runs; a cell whose first (warm-up, incl. compile) run
+ * exceeds the time budget ends that method's row — larger L are printed as "over time budget".
+ */
+import { InitKey, flattenParams, ops, spec, trace, type Layer } from '../dsl/index.ts';
+import { FullAttention, LSHSelfAttention } from '../reformer/attention/index.ts';
+import { grad } from '../compiler/grad/grad.ts';
+import { hostTensor, type HostTensor } from '../compiler/reference/evaluate.ts';
+import { createRunner } from '../runtime/compiled-runner.ts';
+import { ReferenceRunner, type GraphRunner } from '../runtime/runner.ts';
+import type { Suite, SuiteFlags } from './suites.ts';
+import { formatTable, machineInfo } from './support/measure.ts';
+import { loadTfWasm } from './support/tfjs.ts';
+
+const N_HEADS = 4;
+const D_HEAD = 64;
+const D_MODEL = N_HEADS * D_HEAD;
+/** Score-matrix copies alive in full attention fwd+bwd: logits, probabilities, their cotangent. */
+const FULL_COPIES = 3;
+
+type Status = 'ok' | 'skipped (memory)' | 'over time budget' | 'failed';
+
+export interface AttentionCell {
+  L: number;
+  method: string;
+  runner: 'compiled' | 'reference' | 'tfjs';
+  status: Status;
+  /** Median of the timed runs (after one warm-up that includes compilation), seconds. */
+  medianS: number | null;
+  /** First run (compile + run), seconds. */
+  firstS: number | null;
+  runs: number;
+  /** Compiled runner: its memory plan's peak; TF.js: tf.profile peakBytes. */
+  peakBytes: number | null;
+  note?: string;
+}
+
+interface Method {
+  name: string;
+  runner: AttentionCell['runner'];
+  /** Full attention needs L×L scores (memory budget applies). */
+  quadratic: boolean;
+  /** Builds a cell runner for length L: returns a function running fwd+bwd once and the peak bytes it saw. */
+  prepare(L: number): Promise<{ step: () => Promise<void>; peak: () => number | null; dispose: () => void }>;
+}
+
+function rand(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    a[i] = s / 2 ** 32 - 0.5;
+  }
+  return a;
+}
+
+/** Our layer: trace (train), loss = Σ y ⊙ c, grad w.r.t. params and input; feeds built once. */
+function ourMethod(name: string, make: () => Layer, runner: GraphRunner, kind: 'compiled' | 'reference', quadratic: boolean): Method {
+  return {
+    name,
+    runner: kind,
+    quadratic,
+    async prepare(L) {
+      const layer = make();
+      const shape = [1, L, D_MODEL];
+      const params = layer.init(new InitKey(7), [spec(shape)]);
+      const t = trace(layer, params, [{ shape }], { mode: 'train' });
+      const y = t.outputs[0]!;
+      const cot = t.graph.input('cotangent', y.shape, 'f32');
+      const loss = ops.sumAll(ops.mul(y, cot));
+      const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.name === 'input0');
+      const g = grad(t.graph, loss.id, wrt.map((n) => n.id));
+      const feeds: Record<string, HostTensor> = {
+        input0: hostTensor(shape, rand(L * D_MODEL, 11)),
+        cotangent: hostTensor(y.shape, rand(y.shape.reduce((a, b) => a * b, 1), 13)),
+        seed: hostTensor([], [42], 'i32'),
+      };
+      for (const [path, p] of flattenParams(params)) feeds[`params.${path}`] = p;
+      const needed = new Set(g.graph.inputNodes().map((n) => n.name));
+      for (const k of Object.keys(feeds)) if (!needed.has(k)) delete feeds[k];
+      return {
+        step: async () => {
+          const outs = await runner.run(g.graph, feeds);
+          if (!Number.isFinite(outs[0]!.data[0]!)) throw new Error(`${name} L=${L}: loss is not finite`);
+        },
+        peak: () => ('stats' in runner ? (runner as { stats: { peakBytes: number } }).stats.peakBytes : null),
+        dispose: () => {},
+      };
+    },
+  };
+}
+
+type Tf = Awaited<ReturnType<typeof loadTfWasm>>['tf'];
+
+/** TF.js full causal attention with the same projections and shapes; tf.grads for fwd+bwd. */
+function tfMethod(tf: Tf): Method {
+  return {
+    name: 'tfjs full',
+    runner: 'tfjs',
+    quadratic: true,
+    async prepare(L) {
+      const x = tf.tensor2d(rand(L * D_MODEL, 11), [L, D_MODEL]);
+      const ws = [1, 2, 3, 4].map((s) => tf.tensor2d(rand(D_MODEL * D_MODEL, s).map((v) => v * 0.1), [D_MODEL, D_MODEL]));
+      const cot = tf.tensor2d(rand(L * D_MODEL, 13), [L, D_MODEL]);
+      // Additive causal mask: 0 on and below the diagonal, -1e9 above.
+      const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9));
+      type T = ReturnType<Tf['matMul']>;
+      const heads = (t: T) => tf.transpose(tf.reshape(t, [L, N_HEADS, D_HEAD]), [1, 0, 2]);
+      const merge = (t: T) => tf.reshape(tf.transpose(t, [1, 0, 2]), [L, D_MODEL]);
+      const scale = 1 / Math.sqrt(D_HEAD);
+      const [wq, wk, wv, wo] = ws as [T, T, T, T];
+      // Hand-written backward: tfjs-core's gradient registry (register_all_gradients) is an
+      // extensionless ESM build Node cannot load, so tf.grads has no gradient functions here.
+      const fwdBwd = () => {
+        const q = heads(tf.matMul(x, wq));
+        const k = heads(tf.matMul(x, wk));
+        const v = heads(tf.matMul(x, wv));
+        const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask));
+        const o = merge(tf.matMul(p, v));
+        const y = tf.matMul(o, wo);
+        // loss = Σ y ⊙ cot, so dy = cot
+        const dWo = tf.matMul(o, cot, true, false);
+        const dO = heads(tf.matMul(cot, wo, false, true));
+        const dP = tf.matMul(dO, v, false, true);
+        const dV = tf.matMul(p, dO, true, false);
+        const dS = tf.mul(tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))), scale);
+        const dQ = merge(tf.matMul(dS, k));
+        const dK = merge(tf.matMul(dS, q, true, false));
+        const dVm = merge(dV);
+        const dx = tf.addN([tf.matMul(dQ, wq, false, true), tf.matMul(dK, wk, false, true), tf.matMul(dVm, wv, false, true)]);
+        return [tf.sum(tf.mul(y, cot)), dx, tf.matMul(x, dQ, true, false), tf.matMul(x, dK, true, false), tf.matMul(x, dVm, true, false), dWo];
+      };
+      let peak: number | null = null;
+      const once = () => {
+        const outs = tf.tidy(fwdBwd);
+        for (const o of outs) o.dataSync();
+        tf.dispose(outs);
+      };
+      return {
+        step: async () => {
+          if (peak === null) peak = (await tf.profile(once)).peakBytes;
+          else once();
+        },
+        peak: () => peak,
+        dispose: () => tf.dispose([x, cot, mask, ...ws]),
+      };
+    },
+  };
+}
+
+/** Least-squares slope of log t vs log L. */
+export function growthExponent(points: ReadonlyArray<readonly [number, number]>): number | null {
+  if (points.length < 2) return null;
+  const xs = points.map(([L]) => Math.log(L));
+  const ys = points.map(([, t]) => Math.log(t));
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  let num = 0;
+  let den = 0;
+  xs.forEach((x, i) => {
+    num += (x - mx) * (ys[i]! - my);
+    den += (x - mx) ** 2;
+  });
+  return den === 0 ? null : num / den;
+}
+
+function numberFlag(rest: readonly string[], flag: string, fallback: number): number {
+  const i = rest.indexOf(flag);
+  if (i < 0) return fallback;
+  const v = Number(rest[i + 1]);
+  if (!(v > 0)) throw new Error(`bench attention: ${flag} needs a positive number, got '${rest[i + 1]}'`);
+  return v;
+}
+
+async function run(flags: SuiteFlags): Promise<unknown> {
+  const maxLen = numberFlag(flags.rest, '--max-len', flags.quick ? 1024 : 65536);
+  const refMaxLen = numberFlag(flags.rest, '--ref-max-len', 1024);
+  const budgetBytes = numberFlag(flags.rest, '--budget-gb', 8) * 2 ** 30;
+  const cellBudgetS = numberFlag(flags.rest, '--cell-s', 60);
+  const lengths = [1024, 4096, 16384, 65536].filter((L) => L <= maxLen);
+  const log = (m: string) => {
+    if (!flags.json) process.stderr.write(`  ${m}\n`);
+  };
+
+  const { tf, features } = await loadTfWasm();
+  const compiled = await createRunner({ backend: 'auto' });
+  const reference = new ReferenceRunner();
+  const lshConfigs = flags.quick ? [[2, 64]] : [[2, 64], [2, 128], [4, 64], [4, 128]];
+  const methods: Method[] = [tfMethod(tf)];
+  for (const [kind, runner] of [['compiled', compiled], ['reference', reference]] as const) {
+    for (const [nHashes, chunkLen] of lshConfigs) {
+      const make = () => LSHSelfAttention({ nHeads: N_HEADS, dHead: D_HEAD, nHashes: nHashes!, chunkLen: chunkLen!, causal: true });
+      methods.push(ourMethod(`lsh h${nHashes} c${chunkLen}`, make, runner, kind, false));
+    }
+    methods.push(ourMethod('full', () => FullAttention({ nHeads: N_HEADS, dHead: D_HEAD, causal: true }), runner, kind, true));
+  }
+
+  const cells: AttentionCell[] = [];
+  for (const m of methods) {
+    let stopped = false;
+    for (const L of lengths) {
+      if (m.runner === 'reference' && L > refMaxLen) continue;
+      const base = { L, method: m.name, runner: m.runner, medianS: null, firstS: null, runs: 0, peakBytes: null };
+      if (stopped) {
+        cells.push({ ...base, status: 'over time budget', note: 'a smaller L exceeded the per-cell budget' });
+        continue;
+      }
+      const scoreBytes = L * L * 4 * N_HEADS * FULL_COPIES;
+      if (m.quadratic && scoreBytes > budgetBytes) {
+        const note = `L×L scores ×${N_HEADS} heads ×${FULL_COPIES} copies = ${(scoreBytes / 2 ** 30).toFixed(1)} GiB > ${(budgetBytes / 2 ** 30).toFixed(0)} GiB budget`;
+        cells.push({ ...base, status: 'skipped (memory)', note });
+        log(`${m.name} [${m.runner}] L=${L}: skipped, ${note}`);
+        continue;
+      }
+      try {
+        const cell = await m.prepare(L);
+        const t0 = performance.now();
+        await cell.step();
+        const firstS = (performance.now() - t0) / 1000;
+        if (firstS > cellBudgetS) {
+          stopped = true;
+          cells.push({ ...base, status: 'over time budget', firstS, peakBytes: cell.peak(), note: `first run ${firstS.toFixed(1)} s > ${cellBudgetS} s` });
+          log(`${m.name} [${m.runner}] L=${L}: first run ${firstS.toFixed(1)} s — over time budget`);
+          cell.dispose();
+          continue;
+        }
+        // Fewer repeats for slow cells keep the whole suite near ten minutes.
+        const runs = firstS > 20 ? 1 : firstS > 5 ? 2 : 3;
+        const ts: number[] = [];
+        for (let i = 0; i < runs; i++) {
+          const s = performance.now();
+          await cell.step();
+          ts.push((performance.now() - s) / 1000);
+        }
+        ts.sort((a, b) => a - b);
+        const mid = ts.length >> 1;
+        const medianS = ts.length % 2 ? ts[mid]! : (ts[mid - 1]! + ts[mid]!) / 2;
+        cells.push({ ...base, status: 'ok', medianS, firstS, runs, peakBytes: cell.peak() });
+        log(`${m.name} [${m.runner}] L=${L}: median ${medianS.toFixed(3)} s (first ${firstS.toFixed(1)} s), peak ${((cell.peak() ?? 0) / 2 ** 20).toFixed(1)} MB`);
+        cell.dispose();
+      } catch (e) {
+        stopped = true;
+        const note = (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 160);
+        cells.push({ ...base, status: 'failed', note });
+        log(`${m.name} [${m.runner}] L=${L}: failed — ${note}`);
+      }
+    }
+  }
+
+  const tfAt = (L: number) => cells.find((c) => c.runner === 'tfjs' && c.L === L && c.status === 'ok')?.medianS ?? null;
+  const key = (c: AttentionCell) => `${c.method} [${c.runner}]`;
+  const exponents = Object.fromEntries(
+    [...new Set(cells.map(key))].map((k) => [
+      k,
+      growthExponent(cells.filter((c) => key(c) === k && c.status === 'ok').map((c) => [c.L, c.medianS!] as const)),
+    ]),
+  );
+  const summary = {
+    machine: machineInfo(),
+    tfjs: features,
+    gpujs: compiled.stats.backend,
+    config: { nHeads: N_HEADS, dHead: D_HEAD, dModel: D_MODEL, batch: 1, causal: true, lengths, refMaxLen, budgetBytes, cellBudgetS },
+    cells,
+    exponents,
+  };
+  if (flags.json) {
+    console.log(JSON.stringify(summary, null, 2));
+    return summary;
+  }
+  const fmt = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
+  const rows = [...cells]
+    .sort((a, b) => a.L - b.L)
+    .map((c) => {
+      const tfs = tfAt(c.L);
+      return [
+        String(c.L),
+        key(c),
+        c.status === 'ok' ? fmt(c.medianS, 3) : c.status,
+        fmt(c.peakBytes === null ? null : c.peakBytes / 2 ** 20, 1),
+        c.status === 'ok' && tfs !== null ? fmt(c.medianS! / tfs, 2) : '-',
+        c.status === 'ok' ? `${c.runs}` : (c.note ?? ''),
+      ];
+    });
+  const m0 = summary.machine;
+  console.log(`attention benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}; gpu.js ${summary.gpujs}, TF.js wasm simd=${features.simd} threads=${features.threads}`);
+  console.log(`one causal layer, fwd+bwd, B=1, d_model=${D_MODEL}, ${N_HEADS} heads × dK ${D_HEAD}; memory budget ${(budgetBytes / 2 ** 30).toFixed(0)} GiB, cell budget ${cellBudgetS} s`);
+  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'time / TF.js full', 'runs / note'], rows));
+  console.log('growth exponent of time vs L (least squares on log-log, measured points only):');
+  for (const [k, e] of Object.entries(exponents)) console.log(`  ${k}: ${e === null ? '- (fewer than 2 points)' : e.toFixed(2)}`);
+  return summary;
+}
+
+export const attentionSuite: Suite = {
+  name: 'attention',
+  description: 'One attention layer fwd+bwd at L = 1K…64K: our LSH and full (compiled / reference) vs TF.js wasm full',
+  run,
+};
