@@ -116,6 +116,8 @@ export interface LayerCheckOptions {
   readonly seed?: number;
   readonly rtol?: number;
   readonly atol?: number;
+  /** Half-width of the uniform noise added to the initial parameters (default 0.3). */
+  readonly jitter?: number;
 }
 
 /**
@@ -128,7 +130,14 @@ export function checkLayerGradients(layer: Layer, shapes: readonly Shape[], opti
   const params = layer.init(new InitKey(seed), shapes.map((s) => spec(s)));
   const t = trace(layer, params, shapes.map((shape) => ({ shape })), { mode: options.mode ?? 'eval' });
   const feeds: Record<string, HostTensor> = {};
-  for (const [path, p] of flattenParams(params)) feeds[path ? `params.${path}` : 'params'] = hostTensor(p.shape, p.data, p.dtype);
+  // Jitter the initial parameters: initial biases are (near) zero, and a Relu evaluated exactly at
+  // its kink (e.g. after a width-1 LayerNorm, whose output is its bias) has no derivative for
+  // finite differences to agree with.
+  const jitter = options.jitter ?? 0.3;
+  for (const [path, p] of flattenParams(params)) {
+    const data = p.dtype === 'f32' ? Array.from(p.data, (v) => v + jitter * (2 * r() - 1)) : p.data;
+    feeds[path ? `params.${path}` : 'params'] = hostTensor(p.shape, data, p.dtype);
+  }
   shapes.forEach((s, i) => (feeds[`input${i}`] = uniform(r, s, -1.5, 1.5)));
   if (t.graph.inputNodes().some((n) => n.name === 'seed')) feeds.seed = hostTensor([], [seed * 7919], 'i32');
   const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.role === 'data').map((n) => n.name);

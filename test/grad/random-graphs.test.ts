@@ -132,7 +132,7 @@ describe('random layer graphs: gradients equal finite differences', () => {
           const checked = checkLayerGradients(layer, Array.from({ length: nIn }, () => shape), { mode, seed, rtol: 1e-5, atol: 1e-6 });
           expect(checked.filter((n) => n.startsWith('input'))).toHaveLength(nIn);
         }),
-        { numRuns: 40 },
+        { numRuns: 60 },
       );
     });
   }
