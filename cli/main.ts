@@ -115,6 +115,18 @@ export function buildProgram(): Command {
       if (!(await verifyCommand(model, opts))) throw new Error('verification failed (see the counterexample above)');
     });
 
+  program
+    .command('compile')
+    .description('compile a model graph to gpu.js kernels and write them as a readable TypeScript module')
+    .argument('<model>', "'default' or a run config JSON file")
+    .option('--emit <dir>', 'directory for kernels.ts', 'generated')
+    .option('--graph <which>', "'train' (loss and gradients) or 'logits'", 'train')
+    .option('--kernel <name>', "print one kernel's source")
+    .action(async (model: string, opts: { emit: string; graph: 'train' | 'logits'; kernel?: string }) => {
+      const { compileCommand } = await import('./commands/compile.ts');
+      await compileCommand({ model, ...opts });
+    });
+
   return program;
 }
 
