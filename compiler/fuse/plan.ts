@@ -16,7 +16,8 @@
  *   which also bounds the blow-up of recomputation in gradient graphs.
  * - Operands read many times per output element (matmul / gather / argsort / scatterAdd
  *   operands) are inlined only when they are pure index remaps (cost 0) with little index
- *   arithmetic (MULTI_INDEX_BUDGET); an operand expanded by a
+ *   arithmetic (MULTI_INDEX_BUDGET); a computed value reaching them through reshapes and
+ *   broadcasts is materialised before the broadcast, at its small size. An operand expanded by a
  *   broadcast is inlined while its cost is at most EXPAND_BUDGET.
  */
 import { liveNodes, type Graph } from '../ir/graph.ts';
@@ -159,6 +160,23 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
       uses.get(o)!.push({ consumer: n.id, kind });
     }
   }
+  // Nodes whose value reaches a 'multi' use through reshapes and broadcasts only: a computed value
+  // there is materialised BEFORE the broadcast (small), so the broadcast stays an inlined remap.
+  const feedsMulti = new Set<NodeId>();
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i]!;
+    if (!live.has(n.id)) continue;
+    const viaRemap = (u: { consumer: NodeId; kind: UseKind }) => {
+      const op = graph.node(u.consumer).op;
+      return (op === 'broadcast' || op === 'reshape') && feedsMulti.has(u.consumer);
+    };
+    if ((uses.get(n.id) ?? []).some((u) => u.kind === 'multi' || viaRemap(u))) feedsMulti.add(n.id);
+  }
+  const beforeBroadcast = (id: NodeId): boolean =>
+    (uses.get(id) ?? []).some((u) => {
+      const op = graph.node(u.consumer).op;
+      return (op === 'broadcast' || op === 'reshape') && feedsMulti.has(u.consumer);
+    });
   const wantedSet = new Set(wanted);
   const buffers = new Map<NodeId, BufferSource>();
   const cost = new Map<NodeId, number>();
@@ -189,6 +207,7 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     if (source === undefined) {
       const materialise =
         (us.length > 1 && c > RECOMPUTE_BUDGET) ||
+        (c > 0 && n.op !== 'broadcast' && n.op !== 'reshape' && beforeBroadcast(n.id)) ||
         us.some(
           (u) => (u.kind === 'multi' && (c > 0 || ic > MULTI_INDEX_BUDGET)) || (u.kind === 'expand' && c > EXPAND_BUDGET),
         ) ||

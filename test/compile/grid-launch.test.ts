@@ -107,9 +107,15 @@ describe('2-D matmul launches', () => {
           const ixShape = [...outerShape.map((d) => (shareOuter ? 1 : d)), lenIn, 1];
           const count = ixShape.reduce((a, b) => a * b, 1);
           feeds.ix = { shape: ixShape, dtype: 'i32', data: Int32Array.from({ length: count }, (_, i) => (i * 7 + seed) % lenOut) };
-          const ix = P.broadcastTo(g.input('ix', ixShape, 'i32'), [...outerShape, lenIn, inner]);
+          // a computed index (materialised at its small size, before the broadcast)
+          const raw = g.input('ix', ixShape, 'i32');
+          const shifted = P.binary('mod', P.binary('add', raw, P.broadcastTo(P.constant(g, 1, [], 'i32'), ixShape)), P.broadcastTo(P.constant(g, lenOut, [], 'i32'), ixShape));
+          const ix = P.broadcastTo(shifted, [...outerShape, lenIn, inner]);
           const y = P.scatterAdd(upd, ix, axis, lenOut);
           g.outputs = [P.binary('mul', y, y).id, y.id];
+          const plan = planKernels(g);
+          expect(plan.buffers.get(shifted.id)).toBe('kernel');
+          expect(plan.buffers.has(ix.id)).toBe(false);
           expect(compile(g).kernels.find((k) => k.output === `%${y.id}`)!.dims).toEqual([inner, (y.shape.reduce((a, b) => a * b, 1)) / inner]);
           for (const r of runners) await expectMatchesReference(r, g, feeds);
         },
