@@ -67,7 +67,8 @@ export interface TrainResult {
 }
 
 /** Seed for the dropout masks and hash rotations of one step. */
-export const stepSeed = (seed: number, step: number) => mix32(mix32(seed ^ 0x2545f491) ^ step) & 0x7fffffff;
+// 23 bits: seeds travel through float32 kernels, which carry integers exactly only below 2^24.
+export const stepSeed = (seed: number, step: number) => mix32(mix32(seed ^ 0x2545f491) ^ step) & 0x7fffff;
 
 export function makeOptimizer(config: RunConfig, params: Map<string, HostTensor>): Optimizer {
   return config.train.optimizer === 'adam' ? new Adam(params) : new Adafactor(params);
