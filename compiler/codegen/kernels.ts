@@ -1,7 +1,9 @@
 /**
  * Kernel sources for each group kind of a plan. Every kernel computes one output element per
- * thread (`this.thread.x` is the flat index into a 1-D output), reading its operand buffers as
- * flat arrays. Sources are plain text so they can be printed, diffed and emitted as files.
+ * thread, reading its operand buffers as flat arrays, and writes a row-major output: mostly a 1-D
+ * launch (`this.thread.x` is the flat index); matmul groups and row-broadcast scatterAdds launch
+ * 2-D (`dims`, x first) so lane-uniform reads stay scalar on webasm. Sources are plain text so they
+ * can be printed, diffed and emitted as files.
  *
  * - elementwise / matmul(+epilogue): the root's expression tree at the thread's index.
  * - reduce / argmax: a loop along the reduced axis over the fused prologue expression.
