@@ -247,7 +247,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
         const mid = ts.length >> 1;
         const medianS = ts.length % 2 ? ts[mid]! : (ts[mid - 1]! + ts[mid]!) / 2;
         cells.push({ ...base, status: 'ok', medianS, firstS, runs, peakBytes: cell.peak() });
-        log(`${m.name} [${m.runner}] L=${L}: median ${medianS.toFixed(3)} s (first ${firstS.toFixed(1)} s), peak ${((cell.peak() ?? 0) / 2 ** 20).toFixed(1)} MB`);
+        log(`${m.name} [${m.runner}] L=${L}: median ${medianS.toFixed(3)} s (first ${firstS.toFixed(1)} s), peak ${cell.peak() === null ? '-' : (cell.peak()! / 2 ** 20).toFixed(1)} MB`);
         cell.dispose();
       } catch (e) {
         stopped = true;
