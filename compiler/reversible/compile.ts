@@ -187,7 +187,7 @@ export function compileReversibleStack(
       for (const b of [x1Buf(0), x2Buf(0), dx1Buf(n), dx2Buf(n)]) shapes.set(b, spec.shape);
       shapes.set('seed', []);
       const whole = concatSchedules('reversible forward+backward', forwardSchedule, backwardSchedule);
-      const reversible = scheduleMemory(whole, shapes, forwardSchedule.steps.length);
+      const reversible = scheduleMemory(whole, shapes, forwardSchedule.steps.length, forwardSchedule.inputs);
       const backprop = ordinaryBackprop(stack, params, spec, options).memory();
       return { reversible, backprop };
     },
