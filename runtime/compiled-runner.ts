@@ -42,6 +42,12 @@ export interface CompiledRunnerOptions {
   readonly backend?: BackendName;
   /** Use gpu.createPipeline (default true); false runs kernel by kernel. */
   readonly pipeline?: boolean;
+  /**
+   * Called after each kernel with its wall time, when running kernel by kernel (`pipeline:
+   * false`): a per-kernel profile. Waiting on each kernel serialises the run, so totals are
+   * slower than a pipelined run's.
+   */
+  readonly onKernel?: (name: string, ms: number) => void;
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -92,10 +98,11 @@ export class CompiledRunner implements GraphRunner {
   private constructor(
     readonly backend: Backend,
     private readonly usePipeline: boolean,
+    private readonly onKernel?: (name: string, ms: number) => void,
   ) {}
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
-    return new CompiledRunner(await openBackend(options.backend ?? 'auto'), options.pipeline ?? true);
+    return new CompiledRunner(await openBackend(options.backend ?? 'auto'), options.pipeline ?? true, options.onKernel);
   }
 
   get description(): string {
@@ -255,8 +262,10 @@ export class CompiledRunner implements GraphRunner {
       const specs = exe.compiled.kernels;
       for (let i = 0; i < specs.length; i++) {
         const spec = specs[i]!;
+        const started = this.onKernel === undefined ? 0 : performance.now();
         const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!));
         results.set(spec.output, flatOutput(out, spec.size));
+        this.onKernel?.(spec.name, performance.now() - started);
         for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);
       }
     }

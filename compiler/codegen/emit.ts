@@ -12,6 +12,7 @@ import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
+import { stridedView } from './views.ts';
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
 export function floatLiteral(v: number): string {
@@ -322,13 +323,38 @@ export class KernelWriter {
       row = c[rank - 2]!;
       col = c[rank - 1]!;
     }
-    const aBase = this.index(this.flat([batch, row], [m * k, k]));
-    const bBase = this.index(this.flat([batch, col], [k * nn, 1]));
+    const batchShape = n.shape.slice(0, -2);
+    const batchCoords = batch === '0' ? batchShape.map(() => '0') : this.coords(batch, batchShape);
+    // Operand reads: straight from the buffer at base + p·stride when the operand is a strided
+    // view of one; otherwise the operand's value at its logical flat index.
+    const reader = (id: NodeId, outer: string, outerAxis: number, kAxis: number): ((p: string) => string) => {
+      const view = stridedView(this.plan, this.root, id);
+      if (view === undefined) {
+        const strides = stridesOf(this.graph.node(id).shape);
+        const base = this.index(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
+        const step = strides[kAxis]!;
+        return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
+      }
+      const param = this.params.get(view.buffer);
+      if (param === undefined) throw new Error(`codegen internal: buffer %${view.buffer} is not a parameter of this kernel`);
+      const terms = [...batchCoords, outer];
+      const strides = [...view.strides.slice(0, -2), view.strides[outerAxis]!];
+      const flat = this.flat(terms, strides);
+      const base = view.offset === 0 ? flat : flat === '0' ? String(view.offset) : `${flat} + ${view.offset}`;
+      const baseVar = this.index(base);
+      const step = view.strides[kAxis]!;
+      return (p) => {
+        const at = step === 0 ? baseVar : baseVar === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${baseVar} + ${step === 1 ? p : `${p} * ${step}`}`;
+        return this.bind(`${param}[${this.index(at)}]`, 'v');
+      };
+    };
+    const readA = reader(n.a, row, rank - 2, rank - 1);
+    const readB = reader(n.b, col, rank - 1, rank - 2);
     const acc = this.fresh('acc');
     this.stmt(`let ${acc} = 0.0;`);
     const term = (p: string): void => {
-      const av = this.value(n.a, this.index(aBase === '0' ? p : `${aBase} + ${p}`));
-      const bv = this.value(n.b, this.index(bBase === '0' ? `${p} * ${nn}` : `${bBase} + ${p} * ${nn}`));
+      const av = readA(p);
+      const bv = readB(p);
       this.stmt(`${acc} += ${av} * ${bv};`);
     };
     const unroll = Math.min(MATMUL_UNROLL, k);

@@ -7,43 +7,19 @@
  *
  * - elementwise / matmul(+epilogue): the root's expression tree at the thread's index.
  * - reduce / argmax: a loop along the reduced axis over the fused prologue expression.
- * - argsort (stable, i32 keys): two O(len²)-per-row kernels, gather-style so every thread writes
- *   only its own element: `rank[i]` = number of keys ordered before key i (ties by position),
- *   then `out[p]` = the position whose rank is p. Meant for moderate lengths (LSH buckets).
- * - scatterAdd: gather-style too: each output element sums the updates whose index hits it, in
- *   source order, O(len_in) per element.
+ * - argsort (stable): merge passes, or rank counting for short rows (sort-kernels.ts).
+ * - scatterAdd: through a sort of the index rows (sort-kernels.ts); short rows gather-style, each
+ *   output element summing the updates whose index hits it, in source order, O(len_in) each.
  */
 import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import { KernelWriter } from './emit.ts';
+import { nodeKey, type KernelSource } from './kernel-spec.ts';
+import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
 
-/** A buffer key: `%12` for a node's buffer, `k5_argsort.rank` for a kernel's scratch buffer. */
-export type BufferKey = string;
-
-export const nodeKey = (id: NodeId): BufferKey => `%${id}`;
-
-export interface KernelSource {
-  /** Unique within a compiled graph, e.g. `k3_reduce_sum` or `k5_argsort.rank`. */
-  readonly name: string;
-  /** The plan group it implements. */
-  readonly group: string;
-  /** gpu.js kernel source: `function (b0, b3) { ... }`. */
-  readonly source: string;
-  /** Buffers passed as arguments, in parameter order. */
-  readonly params: readonly BufferKey[];
-  readonly output: BufferKey;
-  /** Number of output elements. */
-  readonly size: number;
-  /**
-   * gpu.js launch shape, x first; its product is `size` and the output is row-major either way.
-   * `[size]` except for matmul groups, which launch `[cols, rows]` (see `gridFor`).
-   */
-  readonly dims: readonly number[];
-  /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
-  readonly loopMax: number;
-}
+export { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
   return new Map(reads.map((id) => [id, `b${id}`]));
@@ -201,58 +177,11 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
         }),
       ];
     }
-    case 'argsort': {
-      const { len, inner } = axisSplit(root.shape, root.axis);
-      const rankKey = `${group.name}.rank`;
-      const rankParams = paramsOf(group.reads);
-      const rw = new KernelWriter(plan, group.root, rankParams);
-      const base = axisBase(rw, len, len, inner);
-      const self = rw.bind(`Math.floor(this.thread.x / ${inner}) % ${len}`, 'c');
-      const key = rw.value(root.x, 'this.thread.x');
-      const count = rw.fresh('cnt');
-      rw.stmt(`let ${count} = 0.0;`);
-      const q = rw.fresh('q');
-      rw.loop(q, 0, len, () => {
-        const other = rw.value(root.x, rw.index(inner === 1 ? `${base} + ${q}` : `${base} + ${q} * ${inner}`));
-        rw.stmt(`if (${other} < ${key} || (${other} === ${key} && ${q} < ${self})) {`);
-        rw.stmt(`  ${count} += 1.0;`);
-        rw.stmt('}');
-      });
-      const size = sizeOf(root.shape);
-      const rank: KernelSource = {
-        name: rankKey,
-        group: group.name,
-        source: rw.finish([...rankParams.values()], count),
-        params: group.reads.map(nodeKey),
-        output: rankKey,
-        size,
-        dims: [size],
-        loopMax: rw.loopMax,
-      };
-      const sw = new KernelWriter(plan, group.root, new Map());
-      const sbase = axisBase(sw, len, len, inner);
-      const pos = sw.bind(`Math.floor(this.thread.x / ${inner}) % ${len}`, 'c');
-      const found = sw.fresh('found');
-      sw.stmt(`let ${found} = 0.0;`);
-      const q2 = sw.fresh('q');
-      sw.loop(q2, 0, len, () => {
-        sw.stmt(`if (rank[${inner === 1 ? `${sbase} + ${q2}` : `${sbase} + ${q2} * ${inner}`}] === ${pos}) {`);
-        sw.stmt(`  ${found} = ${q2};`);
-        sw.stmt('}');
-      });
-      const select: KernelSource = {
-        name: `${group.name}.select`,
-        group: group.name,
-        source: sw.finish(['rank'], found),
-        params: [rankKey],
-        output: nodeKey(group.root),
-        size,
-        dims: [size],
-        loopMax: sw.loopMax,
-      };
-      return [rank, select];
-    }
+    case 'argsort':
+      return argsortGroupKernels(plan, group);
     case 'scatterAdd': {
+      const sorted = sortedScatterKernels(plan, group, options.grid !== false);
+      if (sorted !== undefined) return sorted;
       const gridded = options.grid === false ? undefined : scatterGrid(plan, group);
       if (gridded !== undefined) return [gridded];
       const u = g.node(root.updates);

@@ -40,8 +40,8 @@ export interface MatmulOptions {
 
 /** The template plus how its output maps onto C. */
 export interface MatmulSource extends KernelSource {
-  /** `rowQuads`: kernel output is [batch][ceil(m/4)][n][4]; `rowMajor`: it already is C. */
-  layout: 'rowQuads' | 'rowMajor';
+  /** `tiled`: kernel output is [batch·tiles][quads][tileCols][4] over packed operands; `rowMajor`: it already is C. */
+  layout: 'tiled' | 'rowMajor';
 }
 
 function checkOptions(o: MatmulOptions): Required<MatmulOptions> {
@@ -117,29 +117,58 @@ export function naiveMatmulSource(opts: MatmulOptions): MatmulSource {
   return { source, output, components: 1, loopMaxIterations: o.k, layout: 'rowMajor' };
 }
 
+/** Column-tile geometry of the fast kernel (see `matmulSource`). */
+export interface MatmulTiling {
+  /** Columns per tile (a multiple of 4): the x extent of the launch. */
+  tileCols: number;
+  /** Column tiles per batch entry; columns past n (padding) are zero and dropped. */
+  tiles: number;
+  /** Row quads per batch entry, ceil(m/4). */
+  quads: number;
+}
+
 /**
- * Fast kernel: thread (j, q, z) computes C[z][4q + c][j] for c = 0..3 and returns them as an
- * `Array(4)`. Rows past m (when m % 4 ≠ 0) re-read row m−1 and are dropped by the reorder.
- * Arguments: (a, b) or (a, b, bias).
+ * Picks the column tile: one tile of packed B is tileCols·k·4 bytes, and all row quads pass over
+ * it before the next, so it should sit in the 2 MiB per-core L2 with room for A's quad panels.
  */
-export function matmulSource(opts: MatmulOptions): MatmulSource {
+export function matmulTiling(o: Pick<MatmulOptions, 'm' | 'k' | 'n'> & { tileBytes?: number }): MatmulTiling {
+  const budget = o.tileBytes ?? 256 * 1024;
+  const colQuads = Math.ceil(o.n / 4);
+  const tiles = Math.max(1, Math.min(colQuads, Math.ceil((colQuads * 4 * o.k * 4) / budget)));
+  const tileCols = Math.ceil(colQuads / tiles) * 4;
+  return { tileCols, tiles: Math.ceil((colQuads * 4) / tileCols), quads: Math.ceil(o.m / 4) };
+}
+
+/**
+ * Fast kernel over PACKED operands (see `packPanels`): A as [batch][quads][k][4] (four rows
+ * interleaved) and B as [batch][tiles·tileCols/4][k][4] (four columns interleaved, zero-padded).
+ * Thread (x, y, z) with z = batch·tiles + tile computes C[batch][4y + c][tile·tileCols + x] for
+ * c = 0..3 and returns them as an `Array(4)`.
+ *
+ * Why this shape: per k step a SIMD quad does one gather of B (its four lanes read the 16 adjacent
+ * bytes of one panel, consecutive k steps the next 16) and four uniform loads of A (the same 16
+ * bytes for the whole quad), i.e. every operand is read as a forward stream, with no 2^k strides
+ * aliasing in L1. The launch [tileCols, quads, batch·tiles] runs x fastest, so all row quads pass
+ * over one B tile (sized for L2 by `matmulTiling`) before the next tile is touched.
+ * Arguments: (a, b) or (a, b, bias) with bias padded to batch·tiles·tileCols.
+ */
+export function matmulSource(opts: MatmulOptions & { tileBytes?: number }): MatmulSource & MatmulTiling {
   const o = checkOptions(opts);
-  const z = 'this.thread.z';
-  const j = 'this.thread.x';
-  // integer locals decay to float in gpu.js, so indices stay inline expressions
-  const row = (c: number): string => {
-    const r = c === 0 ? 'this.thread.y * 4' : `this.thread.y * 4 + ${c}`;
-    return o.m % 4 === 0 || c === 0 ? r : `(${r} < ${int(o.m)} ? ${r} : ${int(o.m - 1)})`;
-  };
+  const t = matmulTiling(opts);
+  const k4 = 4 * o.k;
+  // panel of this lane in packed B: tile start + (x / 4); its lane offset x % 4 (i32 bit ops)
+  const bBase = `(this.thread.z * ${int(t.tileCols / 4)} + (this.thread.x >> 2)) * ${int(k4)} + (this.thread.x & 3)`;
+  const batchOf = o.batch === 1 ? '0' : t.tiles === 1 ? 'this.thread.z' : `Math.floor(this.thread.z / ${float(t.tiles)})`;
+  const aBase = o.batch === 1 ? `this.thread.y * ${int(k4)}` : `(${batchOf} * ${int(t.quads)} + this.thread.y) * ${int(k4)}`;
   const u = Math.min(o.unroll, o.k);
   const mainTrips = Math.floor(o.k / u) * u;
   const step = (kk: string, tag: string): string => {
-    const lines = [`const b${tag} = b[${bIndex(o, z, kk, j)}];`];
-    for (let c = 0; c < 4; c++) lines.push(`s${c} += a[${aIndex(o, z, row(c), kk)}] * b${tag};`);
+    const lines = [`const b${tag} = b[${bBase} + ${kk} * 4];`];
+    for (let c = 0; c < 4; c++) lines.push(`s${c} += a[${aBase} + ${kk} * 4 + ${c}] * b${tag};`);
     return lines.join('\n    ');
   };
   const body: string[] = [];
-  for (let t = 0; t < u; t++) body.push(step(t === 0 ? 'kk' : `kk + ${t}`, `v${t}`));
+  for (let s = 0; s < u; s++) body.push(step(s === 0 ? 'kk' : `(kk + ${s})`, `v${s}`));
   // the k remainder is straight-line code: a loop with a non-literal start would need a guard
   const tail: string[] = [];
   for (let kk = mainTrips; kk < o.k; kk++) tail.push(step(int(kk), `t${kk - mainTrips}`));
@@ -152,27 +181,65 @@ export function matmulSource(opts: MatmulOptions): MatmulSource {
     ${body.join('\n    ')}
   }
   ${tail.join('\n  ')}
-  ${o.bias ? `const bv = bias[${j}];` : ''}
+  ${o.bias ? `const bv = bias[this.thread.z * ${int(t.tileCols)} + this.thread.x];` : ''}
   ${[0, 1, 2, 3].map((c) => epilogue(o, `s${c}`, `r${c}`)).join('\n  ')}
   return [r0, r1, r2, r3];
 }`;
-  const quads = Math.ceil(o.m / 4);
-  const output = o.batch > 1 ? [o.n, quads, o.batch] : [o.n, quads];
-  return { source, output, components: 4, loopMaxIterations: o.k, layout: 'rowQuads' };
+  return {
+    source,
+    output: [t.tileCols, t.quads, o.batch * t.tiles],
+    components: 4,
+    loopMaxIterations: o.k,
+    layout: 'tiled',
+    ...t,
+  };
 }
 
-/** Reorders the row-quad kernel output [batch][ceil(m/4)][n][4] into C [batch][m][n]. */
-export function unpackRowQuads(packed: Float32Array, batch: number, m: number, n: number): Float32Array {
-  const quads = Math.ceil(m / 4);
+/**
+ * Packs a batch of `rows`×k matrices into panels [batch][padRows/4][k][4] (padRows ≥ rows, a multiple of 4):
+ * element (r, kk) goes to ((r >> 2)·k + kk)·4 + (r & 3); rows past `rows` are zero. The source
+ * is row-major [rows][k] or, with `transposed`, [k][rows]; loops follow the source so its reads
+ * are sequential.
+ */
+export function packPanels(src: Float32Array, batch: number, rows: number, k: number, transposed: boolean, padRows: number): Float32Array {
+  const out = new Float32Array(batch * padRows * k);
+  for (let z = 0; z < batch; z++) {
+    const s0 = z * rows * k;
+    const d0 = z * padRows * k;
+    if (transposed) {
+      for (let kk = 0; kk < k; kk++) {
+        const s = s0 + kk * rows;
+        for (let r = 0; r < rows; r++) out[d0 + ((r >> 2) * k + kk) * 4 + (r & 3)] = src[s + r]!;
+      }
+    } else {
+      for (let r = 0; r < rows; r++) {
+        const s = s0 + r * k;
+        const d = d0 + (r >> 2) * k * 4 + (r & 3);
+        for (let kk = 0; kk < k; kk++) out[d + kk * 4] = src[s + kk]!;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Reorders the tiled kernel output [batch·tiles][quads][tileCols][4] into C [batch][m][n],
+ * dropping padded rows and columns.
+ */
+export function unpackTiles(packed: Float32Array, batch: number, m: number, n: number, t: MatmulTiling): Float32Array {
   // NaN-filled so an element the loops below miss can never pass as a result
   const out = new Float32Array(batch * m * n).fill(NaN);
+  const tw = t.tileCols;
   for (let z = 0; z < batch; z++) {
-    for (let q = 0; q < quads; q++) {
-      const src = (z * quads + q) * n * 4;
-      const rows = Math.min(4, m - q * 4);
-      for (let c = 0; c < rows; c++) {
-        const dst = (z * m + q * 4 + c) * n;
-        for (let j = 0; j < n; j++) out[dst + j] = packed[src + j * 4 + c];
+    for (let i = 0; i < m; i++) {
+      const q = i >> 2;
+      const c = i & 3;
+      const dst = (z * m + i) * n;
+      for (let tile = 0; tile < t.tiles; tile++) {
+        const j0 = tile * tw;
+        const src = (((z * t.tiles + tile) * t.quads + q) * tw) * 4 + c;
+        const cols = Math.min(tw, n - j0);
+        for (let x = 0; x < cols; x++) out[dst + j0 + x] = packed[src + x * 4]!;
       }
     }
   }
@@ -193,9 +260,9 @@ export type MatmulKernel = ((a: Float32Array, b: Float32Array, bias?: Float32Arr
  * const mm = createMatmulKernel(new GPU({ mode: 'webasm' }), { m: 5, k: 7, n: 3, transB: true });
  * const c = await mm(a, bT); // a: 5×7, bT: 3×7 → c: 5×3
  */
-export function createMatmulKernel(gpu: GPU, opts: MatmulOptions & { naive?: boolean }): MatmulKernel {
+export function createMatmulKernel(gpu: GPU, opts: MatmulOptions & { naive?: boolean; tileBytes?: number }): MatmulKernel {
   const o = checkOptions(opts);
-  const src = opts.naive ? naiveMatmulSource(o) : matmulSource(o);
+  const src = opts.naive ? naiveMatmulSource(o) : matmulSource({ ...o, tileBytes: opts.tileBytes });
   const kernel = buildKernel(gpu, src);
   const sizes = {
     a: o.batch * o.m * o.k,
@@ -206,8 +273,21 @@ export function createMatmulKernel(gpu: GPU, opts: MatmulOptions & { naive?: boo
     if (b.length !== sizes.b) throw new RangeError(`matmul: B has ${b.length} elements, expected ${sizes.b} for ${describe(o)}`);
     if (o.bias !== (bias !== undefined)) throw new RangeError(`matmul: bias ${o.bias ? 'required' : 'not expected'} for ${describe(o)}`);
     if (bias && bias.length !== o.n) throw new RangeError(`matmul: bias has ${bias.length} elements, expected n=${o.n}`);
-    const raw = bias ? await kernel(a, b, bias) : await kernel(a, b);
-    return src.layout === 'rowQuads' ? unpackRowQuads(raw, o.batch, o.m, o.n) : raw;
+    if (src.layout === 'rowMajor') return bias ? kernel(a, b, bias) : kernel(a, b);
+    const t = src as MatmulSource & MatmulTiling;
+    const pa = packPanels(a, o.batch, o.m, o.k, o.transA, t.quads * 4);
+    // B viewed as n rows of length k: row-major [k][n] is the transposed case
+    const pb = packPanels(b, o.batch, o.n, o.k, !o.transB, t.tiles * t.tileCols);
+    let raw: Float32Array;
+    if (bias) {
+      // one copy per (batch, tile) so the kernel indexes it with z·tileCols + x
+      const pbias = new Float32Array(o.batch * t.tiles * t.tileCols);
+      for (let z = 0; z < o.batch; z++) pbias.set(bias, z * t.tiles * t.tileCols);
+      raw = await kernel(pa, pb, pbias);
+    } else {
+      raw = await kernel(pa, pb);
+    }
+    return unpackTiles(raw, o.batch, o.m, o.n, t);
   }) as MatmulKernel;
   Object.defineProperty(run, 'source', { value: src });
   run.backend = kernel.backend;

@@ -1,0 +1,28 @@
+/** What a compiled kernel is: its source text, the buffers it reads and writes, its launch shape. */
+import type { NodeId } from '../ir/types.ts';
+
+/** A buffer key: `%12` for a node's buffer, `k5_argsort.rank` for a kernel's scratch buffer. */
+export type BufferKey = string;
+
+export const nodeKey = (id: NodeId): BufferKey => `%${id}`;
+
+export interface KernelSource {
+  /** Unique within a compiled graph, e.g. `k3_reduce_sum` or `k5_argsort.rank`. */
+  readonly name: string;
+  /** The plan group it implements. */
+  readonly group: string;
+  /** gpu.js kernel source: `function (b0, b3) { ... }`. */
+  readonly source: string;
+  /** Buffers passed as arguments, in parameter order. */
+  readonly params: readonly BufferKey[];
+  readonly output: BufferKey;
+  /** Number of output elements. */
+  readonly size: number;
+  /**
+   * gpu.js launch shape, x first; its product is `size` and the output is row-major either way.
+   * `[size]` except for matmul groups, which launch `[cols, rows]` (see `gridFor`).
+   */
+  readonly dims: readonly number[];
+  /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
+  readonly loopMax: number;
+}

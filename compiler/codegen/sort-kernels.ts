@@ -1,0 +1,322 @@
+/**
+ * Sorting on the backend: a stable argsort as ⌈log₂ len⌉ merge passes, and scatterAdd built on it.
+ *
+ * Every kernel still writes only its own element (gpu.js has no scattered stores), so a merge pass
+ * is gather-style: output slot t of a merged block of two sorted runs A and B finds, by binary
+ * search along the merge path, how many of the first t slots come from A, then takes the smaller
+ * head. Keys are compared as (key, position) pairs, a total order, so the result is the stable
+ * order and every pass is deterministic. Cost O(len·log² len) per row over log₂ len launches,
+ * against O(len²) for rank counting, which is kept for short rows (one launch pair, no passes).
+ *
+ * scatterAdd(updates, index, axis, lenOut) sorts each row of the index once, finds each target's
+ * segment [start(j), start(j + 1)) by binary search, and sums its updates in sorted order, which
+ * is source order within a target: the reference evaluator's summation order. When the index is
+ * a fused broadcast that is constant after the scatter axis (whole rows scattered by one position,
+ * as in the gradient of a take-along gather), only the small un-broadcast index is sorted.
+ */
+import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
+import type { Node, NodeId } from '../ir/types.ts';
+import { sizeOf } from '../ir/types.ts';
+import { stridesOf } from '../reference/evaluate.ts';
+import { KernelWriter } from './emit.ts';
+import { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
+
+/** Rows up to this length sort by rank counting (two kernels, O(len²) per row). */
+export const RANK_SORT_MAX_LEN = 32;
+/** scatterAdd over at most this many updates per row loops over them directly (one kernel). */
+export const DIRECT_SCATTER_MAX_LEN = 32;
+
+/** Keys viewed as `[outer, len, inner]`, sorted along the middle axis. */
+interface SortLayout {
+  readonly outer: number;
+  readonly len: number;
+  readonly inner: number;
+}
+
+/** The key at a flat index of the `[outer, len, inner]` view, as kernel text. */
+type KeyReader = (w: KernelWriter, flat: string) => string;
+
+interface KernelBase {
+  readonly plan: KernelPlan;
+  readonly group: KernelGroup;
+  /** Graph buffers the key reader (and updates) need, by parameter name. */
+  readonly params: ReadonlyMap<NodeId, string>;
+}
+
+function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
+  return new Map(reads.map((id) => [id, `b${id}`]));
+}
+
+const searchSteps = (n: number): number => Math.ceil(Math.log2(n + 1)) + 1;
+
+function source(
+  base: KernelBase,
+  name: string,
+  w: KernelWriter,
+  result: string,
+  scratch: readonly BufferKey[],
+  output: BufferKey,
+  dims: readonly number[],
+): KernelSource {
+  const graphParams = [...base.params.keys()];
+  return {
+    name,
+    group: base.group.name,
+    source: w.finish([...base.params.values(), ...scratch.map(scratchParam)], result),
+    params: [...graphParams.map(nodeKey), ...scratch],
+    output,
+    size: dims.reduce((a, b) => a * b, 1),
+    dims,
+    loopMax: w.loopMax,
+  };
+}
+
+/** Parameter name of a scratch buffer inside a kernel: `k5_argsort.pass2` → `s_pass2`. */
+function scratchParam(key: BufferKey): string {
+  return `s_${key.slice(key.lastIndexOf('.') + 1)}`;
+}
+
+/** Row coordinates of `this.thread.x` over `[outer, len, inner]`: position r and the row base (o, 0, i). */
+function rowOf(w: KernelWriter, layout: SortLayout): { r: string; rowBase: string } {
+  const x = 'this.thread.x';
+  const { outer, len, inner } = layout;
+  if (len === 1) return { r: '0', rowBase: x };
+  const q = inner === 1 ? x : `Math.floor(${x} / ${inner})`;
+  const r = w.bind(outer === 1 ? q : `${q} % ${len}`, 'r');
+  const rowBase = w.bind(`${x} - ${r} * ${inner}`, 'rb');
+  return { r, rowBase };
+}
+
+/**
+ * Kernels writing the stable argsort of the keys into `output` (positions along the axis, as
+ * floats). Short rows: rank counting. Longer: merge passes of width 1, 2, 4, … over scratch buffers.
+ */
+function argsortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, output: BufferKey): KernelSource[] {
+  const { len, inner } = layout;
+  const size = layout.outer * len * inner;
+  const prefix = base.group.name;
+  if (len <= RANK_SORT_MAX_LEN) return rankSortKernels(base, layout, key, output);
+  const kernels: KernelSource[] = [];
+  let prev: BufferKey | undefined;
+  for (let width = 1, pass = 0; width < len; width *= 2, pass++) {
+    const out = width * 2 >= len ? output : `${prefix}.pass${pass}`;
+    const w = new KernelWriter(base.plan, base.group.root, base.params);
+    const { r, rowBase } = rowOf(w, layout);
+    const perm = (at: string): string => (prev === undefined ? w.bind(at, 'p') : w.bind(`${scratchParam(prev)}[${w.index(`${rowBase} + (${at}) * ${inner}`)}]`, 'p'));
+    const keyOf = (p: string): string => w.bind(key(w, w.index(`${rowBase} + ${p} * ${inner}`)), 'k');
+    const before = (a: string, b: string): string => {
+      const ka = keyOf(a);
+      const kb = keyOf(b);
+      return `${ka} < ${kb} || (${ka} === ${kb} && ${a} < ${b})`;
+    };
+    const blk = w.bind(`Math.floor(${r} / ${2 * width}) * ${2 * width}`, 'blk');
+    const t = w.bind(`${r} - ${blk}`, 't');
+    const lenA = w.bind(`Math.min(${width}, ${len} - ${blk})`, 'la');
+    const lenB = w.bind(`Math.max(0, Math.min(${width}, ${len} - ${blk} - ${width}))`, 'lb');
+    // lo = how many of the block's first t slots come from run A, by binary search
+    w.stmt(`let lo = Math.max(0, ${t} - ${lenB});`);
+    w.stmt(`let hi = Math.min(${t}, ${lenA});`);
+    w.loop('step', 0, searchSteps(width), () => {
+      w.ifBlock('lo < hi', () => {
+        w.stmt('let mid = Math.floor((lo + hi) / 2);');
+        const a = perm(`${blk} + mid`);
+        const b = perm(w.index(`${blk} + ${width} + ${t} - 1 - mid`));
+        w.stmt(`if (${before(a, b)}) {`);
+        w.stmt('  lo = mid + 1;');
+        w.stmt('} else {');
+        w.stmt('  hi = mid;');
+        w.stmt('}');
+      });
+    });
+    const fromB = w.bind(`${t} - lo`, 'j');
+    // both heads are read clamped into the row; the branch below only uses a head that exists
+    const pa = perm(w.index(`Math.min(${blk} + lo, ${len - 1})`));
+    const pb = perm(w.index(`Math.min(${blk} + ${width} + ${fromB}, ${len - 1})`));
+    const aFirst = before(pa, pb);
+    w.stmt(`let res = ${pb};`);
+    w.ifBlock(`lo < ${lenA}`, () => {
+      w.stmt(`if (${fromB} >= ${lenB}) {`);
+      w.stmt(`  res = ${pa};`);
+      w.stmt(`} else if (${aFirst}) {`);
+      w.stmt(`  res = ${pa};`);
+      w.stmt('}');
+    });
+    kernels.push(source(base, `${prefix}.pass${pass}`, w, 'res', prev === undefined ? [] : [prev], out, [size]));
+    prev = out;
+  }
+  return kernels;
+}
+
+/** Rank counting for short rows: `rank[i]` = keys ordered before key i; then slot p takes rank p. */
+function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, output: BufferKey): KernelSource[] {
+  const { len, inner } = layout;
+  const size = layout.outer * len * inner;
+  const rankKey = `${base.group.name}.rank`;
+  const rw = new KernelWriter(base.plan, base.group.root, base.params);
+  const { r: self, rowBase } = rowOf(rw, layout);
+  const mine = rw.bind(key(rw, 'this.thread.x'), 'k');
+  rw.stmt('let count = 0.0;');
+  rw.loop('q', 0, len, () => {
+    const other = rw.bind(key(rw, rw.index(`${rowBase} + q * ${inner}`)), 'k');
+    rw.stmt(`if (${other} < ${mine} || (${other} === ${mine} && q < ${self})) {`);
+    rw.stmt('  count += 1.0;');
+    rw.stmt('}');
+  });
+  const sw = new KernelWriter(base.plan, base.group.root, new Map());
+  const { r: slot, rowBase: sBase } = rowOf(sw, layout);
+  sw.stmt('let found = 0.0;');
+  sw.loop('q', 0, len, () => {
+    sw.stmt(`if (${scratchParam(rankKey)}[${sBase} + q * ${inner}] === ${slot}) {`);
+    sw.stmt('  found = q;');
+    sw.stmt('}');
+  });
+  const noGraph: KernelBase = { ...base, params: new Map() };
+  return [source(base, rankKey, rw, 'count', [], rankKey, [size]), source(noGraph, `${base.group.name}.select`, sw, 'found', [rankKey], output, [size])];
+}
+
+export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup): KernelSource[] {
+  const root = plan.graph.node(group.root) as Node & { op: 'argsort' };
+  const layout = axisLayout(root.shape, root.axis);
+  const base: KernelBase = { plan, group, params: paramsOf(group.reads) };
+  return argsortKernels(base, layout, (w, flat) => w.value(root.x, flat), nodeKey(group.root));
+}
+
+function axisLayout(shape: readonly number[], axis: number): SortLayout {
+  const len = shape[axis]!;
+  const inner = sizeOf(shape.slice(axis + 1));
+  return { outer: sizeOf(shape) / Math.max(1, len * inner), len, inner };
+}
+
+/**
+ * Where the scatter index comes from: the index itself over the updates' shape, or, when it is a
+ * fused broadcast constant after the scatter axis, its source (one key per row position).
+ */
+interface IndexSource {
+  readonly layout: SortLayout;
+  readonly key: KeyReader;
+  /** Flat row base (o', 0, i') of the key view for output coordinates (outer coords, inner flat). */
+  rowFor(w: KernelWriter, outerCoords: readonly string[], innerFlat: string): string;
+}
+
+function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): IndexSource {
+  const g = plan.graph;
+  const updates = g.node(root.updates);
+  const lenIn = updates.shape[root.axis]!;
+  const outerShape = root.shape.slice(0, root.axis);
+  const inner = sizeOf(root.shape.slice(root.axis + 1));
+  const ix = g.node(root.index);
+  if (ix.op === 'broadcast' && !plan.buffers.has(ix.id)) {
+    const src = g.node(ix.x);
+    const off = ix.shape.length - src.shape.length;
+    const constantAfter = src.shape.every((d, sa) => sa + off <= root.axis || d === 1);
+    if (constantAfter && root.axis >= off && src.shape[root.axis - off] === lenIn) {
+      // src viewed as [srcOuter, lenIn, 1]: its leading axes, aligned to the root's, may be 1
+      const srcOuter = outerShape.map((d, a) => (a < off ? 1 : src.shape[a - off]!));
+      const strides = stridesOf(srcOuter);
+      return {
+        layout: { outer: sizeOf(srcOuter), len: lenIn, inner: 1 },
+        key: (w, flat) => w.value(src.id, flat),
+        rowFor: (w, oc) => {
+          const terms = oc.map((c, a) => (srcOuter[a] === 1 ? '0' : c));
+          const o = w.flat(terms, strides);
+          return o === '0' ? '0' : w.index(`${o} * ${lenIn}`);
+        },
+      };
+    }
+  }
+  const outerStrides = stridesOf(outerShape);
+  return {
+    layout: { outer: sizeOf(outerShape), len: lenIn, inner },
+    key: (w, flat) => w.value(root.index, flat),
+    rowFor: (w, oc, innerFlat) => {
+      const o = w.flat(oc, outerStrides);
+      const parts = [o === '0' ? '' : `${o} * ${lenIn * inner}`, innerFlat === '0' ? '' : innerFlat].filter((p) => p !== '');
+      return parts.length === 0 ? '0' : w.index(parts.join(' + '));
+    },
+  };
+}
+
+/**
+ * scatterAdd through a sort of its index rows; undefined when rows are short enough for the
+ * direct loop. `grid`: launch the accumulation `[inner, outer·lenOut]` so a row's segment bounds
+ * and positions are lane-uniform (webasm), when inner is a multiple of 4.
+ */
+export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid: boolean): KernelSource[] | undefined {
+  const g = plan.graph;
+  const root = g.node(group.root) as Node & { op: 'scatterAdd' };
+  const lenIn = g.node(root.updates).shape[root.axis]!;
+  if (lenIn <= DIRECT_SCATTER_MAX_LEN) return undefined;
+  const lenOut = root.shape[root.axis]!;
+  const outerShape = root.shape.slice(0, root.axis);
+  const outer = sizeOf(outerShape);
+  const inner = sizeOf(root.shape.slice(root.axis + 1));
+  const src = indexSource(plan, root);
+  const base: KernelBase = { plan, group, params: paramsOf(group.reads) };
+  const order = `${group.name}.order`;
+  const starts = `${group.name}.starts`;
+  const kernels = argsortKernels(base, src.layout, src.key, order);
+
+  // starts[o', j, i'] = how many keys of row (o', i') are below j, for j = 0 … lenOut
+  const kl = src.layout;
+  const sw = new KernelWriter(plan, group.root, base.params);
+  const x = 'this.thread.x';
+  const j = sw.bind(kl.inner === 1 ? `${x} % ${lenOut + 1}` : `Math.floor(${x} / ${kl.inner}) % ${lenOut + 1}`, 'j');
+  const ko = sw.bind(`Math.floor(${x} / ${(lenOut + 1) * kl.inner})`, 'o');
+  const ki = kl.inner === 1 ? '0' : sw.bind(`${x} % ${kl.inner}`, 'i');
+  const kBase = sw.index(ki === '0' ? `${ko} * ${kl.len}` : `${ko} * ${kl.len * kl.inner} + ${ki}`);
+  sw.stmt('let lo = 0.0;');
+  sw.stmt(`let hi = ${kl.len}.0;`);
+  sw.loop('step', 0, searchSteps(kl.len), () => {
+    sw.ifBlock('lo < hi', () => {
+      sw.stmt('let mid = Math.floor((lo + hi) / 2);');
+      const p = sw.bind(`${scratchParam(order)}[${sw.index(`${kBase} + mid * ${kl.inner}`)}]`, 'p');
+      const k = sw.bind(src.key(sw, sw.index(`${kBase} + ${p} * ${kl.inner}`)), 'k');
+      sw.stmt(`if (${k} < ${j}) {`);
+      sw.stmt('  lo = mid + 1;');
+      sw.stmt('} else {');
+      sw.stmt('  hi = mid;');
+      sw.stmt('}');
+    });
+  });
+  kernels.push(source(base, starts, sw, 'lo', [order], starts, [kl.outer * (lenOut + 1) * kl.inner]));
+
+  // out[o, j, i] = Σ updates[o, order[s], i] for s in [starts[j], starts[j + 1])
+  const aw = new KernelWriter(plan, group.root, base.params);
+  const gridded = grid && inner % 4 === 0 && inner > 1;
+  let o: string;
+  let jj: string;
+  let i: string;
+  if (gridded) {
+    o = outer > 1 ? aw.bind(`Math.floor(this.thread.y / ${lenOut})`, 'o') : '0';
+    jj = lenOut === 1 ? '0' : outer > 1 ? aw.bind(`this.thread.y % ${lenOut}`, 'j') : 'this.thread.y';
+    i = 'this.thread.x';
+  } else {
+    o = outer > 1 ? aw.bind(`Math.floor(${x} / ${lenOut * inner})`, 'o') : '0';
+    jj = aw.bind(inner === 1 ? `${x} % ${lenOut}` : `Math.floor(${x} / ${inner}) % ${lenOut}`, 'j');
+    i = inner === 1 ? '0' : aw.bind(`${x} % ${inner}`, 'i');
+  }
+  const oc = outer > 1 ? aw.coords(o, outerShape) : outerShape.map(() => '0');
+  const row = src.rowFor(aw, oc, kl.inner === 1 ? '0' : i);
+  // row is the flat (o', 0, i') of the key view; its starts row sits at (o', j, i') of [.., lenOut+1, ..]
+  const startsRow = aw.index(
+    kl.inner === 1 ? `Math.floor(${row} / ${kl.len}) * ${lenOut + 1}` : `Math.floor(${row} / ${kl.len * kl.inner}) * ${(lenOut + 1) * kl.inner} + ${i}`,
+  );
+  const sIdx = aw.index(`${startsRow} + ${jj} * ${kl.inner}`);
+  const first = aw.bind(`${scratchParam(starts)}[${sIdx}]`, 'first');
+  const end = aw.bind(`${scratchParam(starts)}[${aw.index(`${sIdx} + ${kl.inner}`)}]`, 'end');
+  aw.stmt('let acc = 0.0;');
+  const updBase = aw.index(
+    [o === '0' ? '' : `${o} * ${lenIn * inner}`, i === '0' ? '' : i].filter((p) => p !== '').join(' + ') || '0',
+  );
+  aw.loop('s', 0, lenIn, () => {
+    aw.stmt(`if (${first} + s >= ${end}) {`);
+    aw.stmt('  break;');
+    aw.stmt('}');
+    const q = aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + s) * ${kl.inner}`)}]`, 'q');
+    const at = aw.index(updBase === '0' ? `${q} * ${inner}` : `${updBase} + ${q} * ${inner}`);
+    aw.stmt(`acc += ${aw.value(root.updates, at)};`);
+  });
+  const dims = gridded ? [inner, outer * lenOut] : [outer * lenOut * inner];
+  kernels.push(source(base, group.name, aw, 'acc', [order, starts], nodeKey(group.root), dims));
+  return kernels;
+}
