@@ -12,7 +12,7 @@ import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
-import { stridedView } from './views.ts';
+import { axisStride, stridedView, type StridedView } from './views.ts';
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
 export function floatLiteral(v: number): string {
@@ -136,6 +136,25 @@ export class KernelWriter {
 
   index(expr: string): string {
     return this.bind(expr, 'i');
+  }
+
+  /** Buffer index of a strided view at per-axis coordinates (each a variable or literal). */
+  viewIndex(view: StridedView, coords: readonly string[]): string {
+    const parts: string[] = [];
+    view.axes.forEach((factors, axis) => {
+      const c = coords[axis]!;
+      if (c === '0') return;
+      let inner = 1;
+      for (let j = factors.length - 1; j >= 0; j--) {
+        const { size, stride } = factors[j]!;
+        const q = inner === 1 ? c : `Math.floor(${c} / ${inner})`;
+        const digit = j === 0 ? q : this.bind(`${q} % ${size}`, 'c');
+        inner *= size;
+        if (stride !== 0) parts.push(stride === 1 ? digit : `${digit} * ${stride}`);
+      }
+    });
+    if (view.offset !== 0) parts.push(String(view.offset));
+    return parts.length === 0 ? '0' : parts.join(' + ');
   }
 
   /** The value of node `id` at flat index `idx` (a variable name or an integer literal). */
@@ -328,21 +347,21 @@ export class KernelWriter {
     // Operand reads: straight from the buffer at base + p·stride when the operand is a strided
     // view of one; otherwise the operand's value at its logical flat index.
     const reader = (id: NodeId, outer: string, outerAxis: number, kAxis: number): ((p: string) => string) => {
-      const view = stridedView(this.plan, this.root, id);
-      if (view === undefined) {
+      const decomposed = (): ((p: string) => string) => {
         const strides = stridesOf(this.graph.node(id).shape);
         const base = this.index(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
         const step = strides[kAxis]!;
         return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
-      }
+      };
+      const view = stridedView(this.plan, this.root, id);
+      if (view === undefined) return decomposed();
+      const step = axisStride(view, kAxis);
+      if (step === undefined) return decomposed();
       const param = this.params.get(view.buffer);
       if (param === undefined) throw new Error(`codegen internal: buffer %${view.buffer} is not a parameter of this kernel`);
-      const terms = [...batchCoords, outer];
-      const strides = [...view.strides.slice(0, -2), view.strides[outerAxis]!];
-      const flat = this.flat(terms, strides);
-      const base = view.offset === 0 ? flat : flat === '0' ? String(view.offset) : `${flat} + ${view.offset}`;
-      const baseVar = this.index(base);
-      const step = view.strides[kAxis]!;
+      const coords = batchCoords.map((c) => c);
+      coords.push(outerAxis === rank - 2 ? outer : '0', outerAxis === rank - 1 ? outer : '0');
+      const baseVar = this.index(this.viewIndex(view, coords));
       return (p) => {
         const at = step === 0 ? baseVar : baseVar === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${baseVar} + ${step === 1 ? p : `${p} * ${step}`}`;
         return this.bind(`${param}[${this.index(at)}]`, 'v');

@@ -1,23 +1,79 @@
 /**
  * Strided views: a chain of fused reshape / transpose / broadcast / slice nodes over a buffer,
- * described as an offset plus one stride per axis of the viewed shape (numpy's view rule), so a
- * kernel addresses element (c₀, c₁, …) as `offset + Σ cᵢ·strideᵢ` in the buffer directly.
+ * described per axis of the viewed shape as mixed-radix factors `(size, stride)`, so a kernel
+ * addresses coordinate c of an axis with factors (S₁,t₁)…(Sₙ,tₙ) as Σⱼ (⌊c / Sⱼ₊₁⋯Sₙ⌋ mod Sⱼ)·tⱼ
+ * in the buffer directly. An axis whose elements are evenly spaced has one factor: c·t.
  *
- * Matmul inner loops use it: walking the k axis of a view is then `base + p·stride` per step,
- * where decomposing a flat index through the chain would cost a division and a modulo per axis
- * per step. Reshapes that cannot be a view (merging axes that are not adjacent in memory) end
- * the chain, and the caller falls back to index decomposition.
+ * Matmul inner loops use it: when the k axis of an operand has one factor, walking it is
+ * `base + p·t` per step and only the per-thread base pays for decomposition, where decomposing a
+ * flat index through the chain would cost a division and a modulo per axis per step. Heads split
+ * out of a model dimension and transposed (`[L, h·d] → [h, L, d]`, and back) are such views.
+ * Reshapes that would cut a factor unevenly, and slices of multi-factor axes, end the chain; the
+ * caller then decomposes flat indices as before.
  */
 import type { KernelPlan } from '../fuse/plan.ts';
-import type { NodeId, Shape } from '../ir/types.ts';
+import type { NodeId } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
+
+export interface Factor {
+  readonly size: number;
+  readonly stride: number;
+}
 
 export interface StridedView {
   /** The materialised buffer the view reads. */
   readonly buffer: NodeId;
   readonly offset: number;
-  /** Per axis of the viewed node's shape; 0 on broadcast axes. */
-  readonly strides: readonly number[];
+  /** Per axis of the viewed node's shape: its factors, outermost first (empty for size 1). */
+  readonly axes: ReadonlyArray<readonly Factor[]>;
+}
+
+/** The axis's single stride when its elements are evenly spaced (0 for size-1 axes), else undefined. */
+export function axisStride(view: StridedView, axis: number): number | undefined {
+  const f = view.axes[axis]!;
+  if (f.length === 0) return 0;
+  return f.length === 1 ? f[0]!.stride : undefined;
+}
+
+/** Drops size-1 factors and merges neighbours that are contiguous (tⱼ = tⱼ₊₁·Sⱼ₊₁). */
+function simplify(factors: readonly Factor[]): Factor[] {
+  const out: Factor[] = [];
+  for (const f of factors) {
+    if (f.size === 1) continue;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.stride === f.stride * f.size) out[out.length - 1] = { size: last.size * f.size, stride: f.stride };
+    else out.push(f);
+  }
+  return out;
+}
+
+/** Regroups the row-major factor list of all axes into axes of the given sizes, or undefined. */
+function regroup(axes: ReadonlyArray<readonly Factor[]>, shape: readonly number[]): Factor[][] | undefined {
+  const queue = axes.flat().filter((f) => f.size !== 1);
+  const out: Factor[][] = [];
+  let q = 0;
+  for (const d of shape) {
+    const group: Factor[] = [];
+    let need = d;
+    while (need > 1) {
+      const f = queue[q];
+      if (f === undefined) return undefined;
+      if (f.size <= need) {
+        if (need % f.size !== 0) return undefined;
+        group.push(f);
+        need /= f.size;
+        q++;
+      } else {
+        // the axis ends inside this factor: split it into (size/need, stride·need) · (need, stride)
+        if (f.size % need !== 0) return undefined;
+        group.push({ size: need, stride: f.stride });
+        queue[q] = { size: f.size / need, stride: f.stride * need };
+        need = 1;
+      }
+    }
+    out.push(simplify(group));
+  }
+  return q === queue.length ? out : undefined;
 }
 
 /**
@@ -27,67 +83,49 @@ export interface StridedView {
 export function stridedView(plan: KernelPlan, root: NodeId, id: NodeId): StridedView | undefined {
   const g = plan.graph;
   const n = g.node(id);
-  if (id !== root && plan.buffers.has(id)) return { buffer: id, offset: 0, strides: stridesOf(n.shape) };
+  if (id !== root && plan.buffers.has(id)) {
+    const strides = stridesOf(n.shape);
+    return { buffer: id, offset: 0, axes: n.shape.map((d, a) => simplify([{ size: d, stride: strides[a]! }])) };
+  }
   switch (n.op) {
     case 'stopGradient':
       return stridedView(plan, root, n.x);
     case 'reshape': {
       const v = stridedView(plan, root, n.x);
-      if (v === undefined) return undefined;
-      const strides = reshapeStrides(g.node(n.x).shape, v.strides, n.shape);
-      return strides === undefined ? undefined : { ...v, strides };
+      const axes = v === undefined ? undefined : regroup(v.axes, n.shape);
+      return v === undefined || axes === undefined ? undefined : { ...v, axes };
     }
     case 'transpose': {
       const v = stridedView(plan, root, n.x);
-      return v === undefined ? undefined : { ...v, strides: n.perm.map((p) => v.strides[p]!) };
+      return v === undefined ? undefined : { ...v, axes: n.perm.map((p) => v.axes[p]!) };
     }
     case 'broadcast': {
       const v = stridedView(plan, root, n.x);
       if (v === undefined) return undefined;
       const xs = g.node(n.x).shape;
       const off = n.shape.length - xs.length;
-      return { ...v, strides: n.shape.map((_, i) => (i < off || xs[i - off] === 1 ? 0 : v.strides[i - off]!)) };
+      // a broadcast axis repeats one element: stride 0
+      return { ...v, axes: n.shape.map((d, i) => (i < off || xs[i - off] === 1 ? (d === 1 ? [] : [{ size: d, stride: 0 }]) : v.axes[i - off]!)) };
     }
     case 'slice': {
       const v = stridedView(plan, root, n.x);
       if (v === undefined) return undefined;
-      const offset = v.offset + n.begin.reduce((s, b, d) => s + b * v.strides[d]!, 0);
-      return { ...v, offset };
+      let offset = v.offset;
+      const axes: Factor[][] = [];
+      for (let a = 0; a < n.shape.length; a++) {
+        const f = v.axes[a]!;
+        if (n.begin[a] === 0 && n.shape[a] === g.node(n.x).shape[a]) {
+          axes.push([...f]);
+          continue;
+        }
+        if (f.length > 1) return undefined;
+        const stride = f[0]?.stride ?? 0;
+        offset += n.begin[a]! * stride;
+        axes.push(simplify([{ size: n.shape[a]!, stride }]));
+      }
+      return { ...v, offset, axes };
     }
     default:
       return undefined;
   }
-}
-
-/**
- * Strides of `to` viewing the same elements as `from` with `strides`, or undefined when the
- * reshape merges axes that are not contiguous relative to each other. Size-1 axes take stride 0.
- */
-export function reshapeStrides(from: Shape, strides: readonly number[], to: Shape): number[] | undefined {
-  const out = new Array<number>(to.length).fill(0);
-  const src = from.map((d, i) => ({ d, s: strides[i]! })).filter((a) => a.d !== 1);
-  const dst = to.map((d, i) => ({ d, i })).filter((a) => a.d !== 1);
-  let i = 0;
-  let j = 0;
-  while (i < src.length && j < dst.length) {
-    // grow the two groups until their sizes agree
-    let i1 = i + 1;
-    let j1 = j + 1;
-    let ps = src[i]!.d;
-    let pd = dst[j]!.d;
-    while (ps !== pd) {
-      if (ps < pd) ps *= src[i1++]!.d;
-      else pd *= dst[j1++]!.d;
-    }
-    // the source group must be one contiguous run: stride[a] = stride[a+1]·size[a+1]
-    for (let a = i; a < i1 - 1; a++) if (src[a]!.s !== src[a + 1]!.s * src[a + 1]!.d) return undefined;
-    let s = src[i1 - 1]!.s;
-    for (let b = j1 - 1; b >= j; b--) {
-      out[dst[b]!.i] = s;
-      s *= dst[b]!.d;
-    }
-    i = i1;
-    j = j1;
-  }
-  return out;
 }
