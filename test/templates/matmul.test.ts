@@ -1,6 +1,6 @@
 import { describe, expect, it, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { createMatmulKernel, matmulSource, naiveMatmulSource } from '../../compiler/codegen/templates/matmul.ts';
+import { createMatmulKernel, matmulSource, matmulTiling, naiveMatmulSource, packPanels } from '../../compiler/codegen/templates/matmul.ts';
 import { BACKENDS, f32s, makeGpu, matmulRef, nanLike, worstRelErr, type MatmulRefOptions } from './reference.ts';
 
 const shapes = fc.record({
@@ -15,7 +15,10 @@ const options = fc.record({
   bias: fc.boolean(),
   activation: fc.constantFrom('none' as const, 'relu' as const, 'gelu' as const),
   naive: fc.boolean(),
-  unroll: fc.constantFrom(1, 3, 8),
+  unroll: fc.constantFrom(1, 3, 8, 16),
+  // tiny tiles force several (ragged, zero-padded) column tiles per batch entry
+  tileBytes: fc.constantFrom(16, 40, 100, 256 * 1024),
+  inlineIndices: fc.boolean(),
 });
 const cases = fc.tuple(shapes, options).chain(([s, o]) =>
   fc.record({
@@ -54,6 +57,26 @@ describe.each(BACKENDS)('matmul templates on %s', (mode) => {
             }
   });
 
+  it('multi-tile launches with batch > 1, ragged tiles and both index forms match the float64 product', async () => {
+    // n = 10 with 8-column tiles: a second tile holding 2 real columns and 6 padded ones
+    const s = { batch: 3, m: 6, k: 19, n: 10 };
+    const a = Float32Array.from({ length: s.batch * s.m * s.k }, (_, i) => Math.sin(i * 0.37));
+    const b = Float32Array.from({ length: s.batch * s.k * s.n }, (_, i) => Math.cos(i * 0.23));
+    const bias = Float32Array.from({ length: s.n }, (_, i) => i / 4 - 1);
+    for (const transA of [false, true])
+      for (const transB of [false, true])
+        for (const inlineIndices of [false, true]) {
+          const o = { ...s, transA, transB, activation: 'relu' as const };
+          const mm = createMatmulKernel(gpu, { ...o, bias: true, tileBytes: 8 * s.k * 4, inlineIndices, unroll: 4 });
+          expect((mm.source as ReturnType<typeof matmulSource>).tiles).toBe(2);
+          await mm(nanLike(a), nanLike(b), nanLike(bias));
+          const got = await mm(a, b, bias);
+          const { c, mag } = matmulRef(a, b, o, bias);
+          expect(worstRelErr(got, c, (i) => 1e-6 + mag[i]!), JSON.stringify({ transA, transB, inlineIndices })).toBeLessThanOrEqual(1e-4);
+          mm.destroy();
+        }
+  });
+
   it('random shapes and options match the float64 product (poisoned outputs)', async () => {
     await fc.assert(
       fc.asyncProperty(cases, async ({ s, o, a, b, bias }) => {
@@ -71,13 +94,33 @@ describe.each(BACKENDS)('matmul templates on %s', (mode) => {
 });
 
 describe('matmul template text', () => {
-  it('the fast kernel returns four rows per thread over ceil(m/4) row quads', () => {
+  it('the fast kernel returns four rows per thread over column tiles, batch outermost in z', () => {
     const src = matmulSource({ batch: 2, m: 5, k: 7, n: 3, unroll: 4 });
     expect(src.components).toBe(4);
-    expect(src.output).toEqual([3, 2, 2]);
+    // n = 3 pads to one 4-column tile; m = 5 gives two row quads
+    expect(src.output).toEqual([4, 2, 2]);
     expect(src.source).toContain('return [r0, r1, r2, r3];');
     // k = 7 with unroll 4: one unrolled trip of 4 plus 3 straight-line remainder steps
     expect(src.source.match(/const b\w+ = b\[/g)).toHaveLength(4 + 3);
+    // small operands read through hoisted float bases; inlineIndices re-derives them per read
+    expect(src.source).toContain('const bq = ');
+    expect(matmulSource({ batch: 2, m: 5, k: 7, n: 3, inlineIndices: true }).source).not.toContain('const bq = ');
+  });
+
+  it('tiles keep one packed B tile within tileBytes and cover n', () => {
+    const t = matmulTiling({ m: 4096, k: 512, n: 2048, tileBytes: 256 * 1024 });
+    expect(t).toEqual({ tileCols: 128, tiles: 16, quads: 1024 });
+    const r = matmulTiling({ m: 9, k: 3, n: 30, tileBytes: 100 });
+    expect(r.tileCols % 4).toBe(0);
+    expect(r.tiles * r.tileCols).toBeGreaterThanOrEqual(30);
+    expect((r.tiles - 1) * r.tileCols).toBeLessThan(30);
+  });
+
+  it('packPanels interleaves four rows per panel from either source layout, zero-padding', () => {
+    // 2×3 matrix rows [1,2,3], [4,5,6] padded to 4 rows
+    const want = [1, 4, 0, 0, 2, 5, 0, 0, 3, 6, 0, 0];
+    expect([...packPanels(Float32Array.from([1, 2, 3, 4, 5, 6]), 1, 2, 3, false, 4)]).toEqual(want);
+    expect([...packPanels(Float32Array.from([1, 4, 2, 5, 3, 6]), 1, 2, 3, true, 4)]).toEqual(want);
   });
 
   it('the naive kernel computes one output per thread', () => {

@@ -10,12 +10,15 @@
  * four uniform loads A[i..i+3][k] for four vector multiply-adds: a 4×4 outer product per step,
  * unrolled in k to give the scheduler independent gathers.
  *
- * Layouts (all flat, row-major, batch outermost):
- *   A: [batch, m, k]   or with transA [batch, k, m]   (so dx = dy·Wᵀ and dW = xᵀ·dy need no copy)
+ * Layouts of the caller's operands (all flat, row-major, batch outermost):
+ *   A: [batch, m, k]   or with transA [batch, k, m]
  *   B: [batch, k, n]   or with transB [batch, n, k]
  *   bias: [n] (broadcast over batch and rows);  C: [batch, m, n]
- * The kernel's own output is row-QUAD major ([batch][m/4][n][4]); `createMatmulKernel` reorders
- * it into C (one linear pass, cheap next to the O(m·n·k) product).
+ * `createMatmulKernel` packs A and B into 4-wide panels (`packPanels`, O(mk + kn) host passes)
+ * so the kernel streams both with unit stride, launches over L2-sized column tiles, and reorders
+ * the tiled output into C (`unpackTiles`, one O(mn) pass); all of it is cheap next to O(mnk).
+ * Measured on the Dense shapes, the kernel is instruction-bound (gathers, splats, index
+ * arithmetic), not memory-bound: tiling alone changed nothing, cheaper indexing did.
  */
 import type { GPU } from 'gpu.js';
 import { buildKernel, float, int, type KernelSource } from './kernel-source.ts';
@@ -34,7 +37,11 @@ export interface MatmulOptions {
   /** Add a bias vector of length n to every row (third kernel argument). */
   bias?: boolean;
   activation?: Activation;
-  /** k-loop unroll factor of the fast kernel (default 8). */
+  /** Bytes of packed B per column tile of the fast kernel (default 256 KiB; small values force ragged multi-tile launches in tests). */
+  tileBytes?: number;
+  /** Force the fast kernel's inline integer indices (automatic for operands of 2^24+ elements; for tests). */
+  inlineIndices?: boolean;
+  /** k-loop unroll factor of the fast kernel (default 16). */
   unroll?: number;
 }
 
@@ -54,9 +61,11 @@ function checkOptions(o: MatmulOptions): Required<MatmulOptions> {
     transB: o.transB ?? false,
     bias: o.bias ?? false,
     activation: o.activation ?? 'none',
-    unroll: o.unroll ?? 8,
+    unroll: o.unroll ?? 16,
+    tileBytes: o.tileBytes ?? 256 * 1024,
+    inlineIndices: o.inlineIndices ?? false,
   };
-  for (const key of ['batch', 'm', 'k', 'n', 'unroll'] as const) {
+  for (const key of ['batch', 'm', 'k', 'n', 'unroll', 'tileBytes'] as const) {
     const v = full[key];
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`matmul template: option ${key} must be a positive integer, got ${v}`);
   }
@@ -131,7 +140,7 @@ export interface MatmulTiling {
  * Picks the column tile: one tile of packed B is tileCols·k·4 bytes, and all row quads pass over
  * it before the next, so it should sit in the 2 MiB per-core L2 with room for A's quad panels.
  */
-export function matmulTiling(o: Pick<MatmulOptions, 'm' | 'k' | 'n'> & { tileBytes?: number }): MatmulTiling {
+export function matmulTiling(o: Pick<MatmulOptions, 'm' | 'k' | 'n' | 'tileBytes'>): MatmulTiling {
   const budget = o.tileBytes ?? 256 * 1024;
   const colQuads = Math.ceil(o.n / 4);
   const tiles = Math.max(1, Math.min(colQuads, Math.ceil((colQuads * 4 * o.k * 4) / budget)));
@@ -152,9 +161,9 @@ export function matmulTiling(o: Pick<MatmulOptions, 'm' | 'k' | 'n'> & { tileByt
  * over one B tile (sized for L2 by `matmulTiling`) before the next tile is touched.
  * Arguments: (a, b) or (a, b, bias) with bias padded to batch·tiles·tileCols.
  */
-export function matmulSource(opts: MatmulOptions & { tileBytes?: number }): MatmulSource & MatmulTiling {
+export function matmulSource(opts: MatmulOptions): MatmulSource & MatmulTiling {
   const o = checkOptions(opts);
-  const t = matmulTiling(opts);
+  const t = matmulTiling(o);
   const k4 = 4 * o.k;
   // panel of this lane in packed B: tile start + (x / 4); its lane offset x % 4 (i32 bit ops)
   const bBase = `(this.thread.z * ${int(t.tileCols / 4)} + (this.thread.x >> 2)) * ${int(k4)} + (this.thread.x & 3)`;
@@ -162,21 +171,38 @@ export function matmulSource(opts: MatmulOptions & { tileBytes?: number }): Matm
   const aBase = o.batch === 1 ? `this.thread.y * ${int(k4)}` : `(${batchOf} * ${int(t.quads)} + this.thread.y) * ${int(k4)}`;
   const u = Math.min(o.unroll, o.k);
   const mainTrips = Math.floor(o.k / u) * u;
-  const step = (kk: string, tag: string): string => {
-    const lines = [`const b${tag} = b[${bBase} + ${kk} * 4];`];
-    for (let c = 0; c < 4; c++) lines.push(`s${c} += a[${aBase} + ${kk} * 4 + ${c}] * b${tag};`);
+  // Locals are f32 in gpu.js (integer initialisers decay), but a float base plus an offset then
+  // one truncation is cheaper than re-deriving the integer index from thread ids at every read
+  // (measured ~1.25× on the Dense shapes). f32 holds integers exactly only below 2^24, so larger
+  // packed operands keep the inline integer form.
+  const hoist = !o.inlineIndices && o.batch * t.quads * k4 < 2 ** 24 && o.batch * t.tiles * t.tileCols * o.k < 2 ** 24;
+  const step = (aAt: (c: number) => string, bAt: string, tag: string): string => {
+    const lines = [`const b${tag} = b[${bAt}];`];
+    for (let c = 0; c < 4; c++) lines.push(`s${c} += a[${aAt(c)}] * b${tag};`);
     return lines.join('\n    ');
   };
   const body: string[] = [];
-  for (let s = 0; s < u; s++) body.push(step(s === 0 ? 'kk' : `(kk + ${s})`, `v${s}`));
+  if (hoist) body.push('const ak = aq + kk * 4;', 'const bk = bq + kk * 4;');
+  for (let s = 0; s < u; s++) {
+    if (hoist) body.push(step((c) => `ak + ${4 * s + c}`, s === 0 ? 'bk' : `bk + ${4 * s}`, `v${s}`));
+    else {
+      const kk = s === 0 ? 'kk' : `(kk + ${s})`;
+      body.push(step((c) => `${aBase} + ${kk} * 4 + ${c}`, `${bBase} + ${kk} * 4`, `v${s}`));
+    }
+  }
   // the k remainder is straight-line code: a loop with a non-literal start would need a guard
   const tail: string[] = [];
-  for (let kk = mainTrips; kk < o.k; kk++) tail.push(step(int(kk), `t${kk - mainTrips}`));
+  for (let kk = mainTrips; kk < o.k; kk++) {
+    const tag = `t${kk - mainTrips}`;
+    if (hoist) tail.push(step((c) => `aq + ${4 * kk + c}`, `bq + ${4 * kk}`, tag));
+    else tail.push(step((c) => `${aBase} + ${4 * kk + c}`, `${bBase} + ${4 * kk}`, tag));
+  }
   const source = `function(a, b${o.bias ? ', bias' : ''}) {
   let s0 = 0.0;
   let s1 = 0.0;
   let s2 = 0.0;
   let s3 = 0.0;
+  ${hoist ? `const aq = ${aBase};\n  const bq = ${bBase};` : ''}
   for (let kk = 0; kk < ${int(mainTrips)}; kk += ${int(u)}) {
     ${body.join('\n    ')}
   }
@@ -260,9 +286,9 @@ export type MatmulKernel = ((a: Float32Array, b: Float32Array, bias?: Float32Arr
  * const mm = createMatmulKernel(new GPU({ mode: 'webasm' }), { m: 5, k: 7, n: 3, transB: true });
  * const c = await mm(a, bT); // a: 5×7, bT: 3×7 → c: 5×3
  */
-export function createMatmulKernel(gpu: GPU, opts: MatmulOptions & { naive?: boolean; tileBytes?: number }): MatmulKernel {
+export function createMatmulKernel(gpu: GPU, opts: MatmulOptions & { naive?: boolean }): MatmulKernel {
   const o = checkOptions(opts);
-  const src = opts.naive ? naiveMatmulSource(o) : matmulSource({ ...o, tileBytes: opts.tileBytes });
+  const src = opts.naive ? naiveMatmulSource(o) : matmulSource(o);
   const kernel = buildKernel(gpu, src);
   const sizes = {
     a: o.batch * o.m * o.k,
