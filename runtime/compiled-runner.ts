@@ -48,6 +48,11 @@ export interface CompiledRunnerOptions {
    * slower than a pipelined run's.
    */
   readonly onKernel?: (name: string, ms: number) => void;
+  /**
+   * Exact i32 indices in every kernel (`'wide'`), not only in kernels touching more than 2^24
+   * elements (`'auto'`, the default). For testing the wide code path at small sizes.
+   */
+  readonly indices?: 'auto' | 'wide';
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -99,15 +104,17 @@ export class CompiledRunner implements GraphRunner {
     readonly backend: Backend,
     private readonly usePipeline: boolean,
     private readonly onKernel?: (name: string, ms: number) => void,
+    private readonly wide = false,
   ) {}
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
-    return new CompiledRunner(await openBackend(options.backend ?? 'auto'), options.pipeline ?? true, options.onKernel);
+    const backend = await openBackend(options.backend ?? 'auto');
+    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide');
   }
 
   get description(): string {
     const executor = this.last?.executor;
-    return `gpu.js ${this.backend.name}${executor ? ` (${executor})` : ''}`;
+    return `gpu.js ${this.backend.name}${executor ? ` (${executor})` : ''}${this.wide ? ' [wide indices]' : ''}`;
   }
 
   get stats(): RunnerStats {
@@ -141,7 +148,7 @@ export class CompiledRunner implements GraphRunner {
     const hit = perGraph.get(key);
     if (hit !== undefined) return hit;
     // 2-D matmul launches chain as flat buffers only in the webasm pipeline
-    const compiled = compile(graph, wanted, { grid: this.backend.name === 'webasm' });
+    const compiled = compile(graph, wanted, { grid: this.backend.name === 'webasm', wide: this.wide });
     const gpu = this.backend.gpu;
     const kernels = compiled.kernels.map(
       (k) =>

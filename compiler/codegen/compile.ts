@@ -2,18 +2,19 @@
  * graph → plan → kernel sources. `compile(graph).kernels` is everything a backend (or an emitter
  * writing kernels to files) needs: names, source text, parameter buffers and output sizes.
  *
- * Limits of the float32 carrier, checked here with errors naming the node and its layer:
- * element counts and flat indices must stay below 2^24, and i32 constants must be exact in
- * float32 (|v| <= 2^24). i32 feeds are checked when they are uploaded (runtime).
+ * Limits, checked here with errors naming the node and its layer: element counts must fit i32
+ * indices (kernels touching more than 2^24 elements index in exact i32, see emit.ts), and i32
+ * constants must be exact in float32 (|v| <= 2^24), the carrier of values. i32 feeds are checked
+ * when they are uploaded (runtime).
  */
 import { printPlan, planKernels, type KernelPlan } from '../fuse/plan.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { DType, NodeId } from '../ir/types.ts';
 import { formatShape, sizeOf } from '../ir/types.ts';
 import { groupKernels, nodeKey, type BufferKey, type KernelSource } from './kernels.ts';
+import { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
 
-/** Integers (values, flat indices) are exact in float32 up to this magnitude. */
-export const FLOAT32_EXACT_INT = 2 ** 24;
+export { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
 
 export class CompileError extends Error {
   override name = 'CompileError';
@@ -43,10 +44,10 @@ function checkLimits(graph: Graph, plan: KernelPlan): void {
   for (const id of inPlan) {
     const n = graph.node(id);
     const count = sizeOf(n.shape);
-    if (count > FLOAT32_EXACT_INT) {
+    if (count > MAX_ELEMENTS) {
       throw new CompileError(
         `${n.scope || 'top level'}: %${id}:${n.dtype}${formatShape(n.shape)} has ${count} elements; ` +
-          `compiled kernels carry flat indices as float32 and support at most ${FLOAT32_EXACT_INT}`,
+          `compiled kernels index with i32 and support at most ${MAX_ELEMENTS}`,
       );
     }
     if (n.op === 'const' && n.dtype === 'i32' && n.values.some((v) => Math.abs(v) > FLOAT32_EXACT_INT)) {
@@ -68,6 +69,8 @@ export interface CompileOptions {
    * 2-D results on as flat buffers can chain them (webasm); cpu's generic pipeline passes rows.
    */
   readonly grid?: boolean;
+  /** Write every kernel with exact i32 indices, not only those touching more than 2^24 elements (tests). */
+  readonly wide?: boolean;
 }
 
 export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
@@ -76,7 +79,7 @@ export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs,
   const kernels: KernelSource[] = [];
   for (const group of plan.groups) {
     if (sizeOf(graph.node(group.root).shape) === 0) continue; // nothing to compute; the runtime makes an empty array
-    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true }));
+    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true, wide: options.wide ?? false }));
   }
   const buffers = new Map<BufferKey, BufferInfo>();
   for (const id of plan.buffers.keys()) {

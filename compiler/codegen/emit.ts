@@ -5,7 +5,13 @@
  * shared temporary, not recomputed.
  *
  * Values are float32 in the kernel; i32 tensors are carried as floats, exact below 2^24 (checked
- * in compile.ts). Index arithmetic uses the same representation, hence the same limit.
+ * in compile.ts). Index arithmetic is float32 too: gpu.js types `/` and `%` as float, and a `let`
+ * declared from an integer expression becomes a float local. That is exact while indices stay
+ * below 2^24. A kernel touching a larger tensor is written in WIDE mode, where
+ * - flat indices are never bound to locals: they stay inline expressions built from `(c | 0)`
+ *   terms, which gpu.js evaluates in i32 (integer `+ - *` and bitwise ops stay i32);
+ * - coordinates are peeled from the outermost axis, each a float estimate of a quotient
+ *   corrected once by an i32 remainder, so every value held in a local is below 2^24.
  */
 import type { Graph } from '../ir/graph.ts';
 import type { Node, NodeId, Shape } from '../ir/types.ts';
@@ -13,6 +19,7 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
 import { axisStride, stridedView, type StridedView } from './views.ts';
+import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
 export function floatLiteral(v: number): string {
@@ -41,14 +48,48 @@ export class KernelWriter {
     readonly root: NodeId,
     /** Parameter name of each materialised buffer this kernel reads. */
     readonly params: ReadonlyMap<NodeId, string>,
-    /**
-     * Set for a 2-D launch `[cols, rows]` over the root's row-major shape: `index` is the variable
-     * holding the root's flat index. A matmul read at that index with the root's shape then takes
-     * its row from `this.thread.y` (uniform across the four SIMD lanes on webasm, so A is read with
-     * scalar loads instead of gathers) and its column from `this.thread.x`.
-     */
-    readonly grid?: { readonly index: string; readonly cols: number },
-  ) {}
+    options: {
+      /**
+       * Set for a 2-D launch `[cols, rows]` over the root's row-major shape: `index` is the variable
+       * holding the root's flat index. A matmul read at that index with the root's shape then takes
+       * its row from `this.thread.y` (uniform across the four SIMD lanes on webasm, so A is read with
+       * scalar loads instead of gathers) and its column from `this.thread.x`.
+       */
+      readonly grid?: { readonly index: string; readonly cols: number };
+      /** Exact i32 index arithmetic (see the file comment); needed beyond 2^24 elements. */
+      readonly wide?: boolean;
+    } = {},
+  ) {
+    this.grid = options.grid;
+    this.wide = options.wide ?? false;
+  }
+
+  readonly grid?: { readonly index: string; readonly cols: number };
+  readonly wide: boolean;
+
+  /**
+   * ⌊x / d⌋ for an integer x ≥ 0 (a local below 2^24, or in wide mode any i32 expression whose
+   * quotient is below 2^24) and a constant d ≥ 1.
+   */
+  div(x: string, d: number): string {
+    if (d === 1) return x;
+    if (!this.wide) return this.bind(`Math.floor(${x} / ${d})`, 'c');
+    // the float quotient of a rounded x is off by a few units at most; the i32 remainder fixes it
+    const q0 = this.bind(`Math.floor(${x} / ${d})`, 'c');
+    return this.bind(`${q0} + Math.floor((${x} - (${q0} | 0) * ${d}) / ${d})`, 'c');
+  }
+
+  /** x mod d for an integer x ≥ 0 below 2^24 (or in wide mode, with x / d below 2^24). */
+  mod(x: string, d: number): string {
+    if (d === 1) return '0';
+    if (!this.wide) return this.bind(`${x} % ${d}`, 'c');
+    return this.bind(`${x} - (${this.div(x, d)} | 0) * ${d}`, 'c');
+  }
+
+  /** A float-typed integer (a clamp result, a position read from a buffer) as an index term. */
+  int(expr: string): string {
+    return this.wide ? `(${expr} | 0)` : this.bind(expr, 'c');
+  }
 
   get graph(): Graph {
     return this.plan.graph;
@@ -116,26 +157,56 @@ export class KernelWriter {
   /** Row-major coordinates of flat index `idx` in `shape` (size-1 axes are the literal 0). */
   coords(idx: string, shape: Shape): string[] {
     const strides = stridesOf(shape);
+    if (this.wide) return this.peel(idx, shape, strides);
     return shape.map((d, axis) => {
       if (d === 1) return '0';
-      const q = strides[axis] === 1 ? idx : `Math.floor(${idx} / ${strides[axis]})`;
-      const e = axis === 0 ? q : `${q} % ${d}`;
-      return this.bind(e, 'c', `coord:${idx}:${shape.join(',')}:${axis}`);
+      const key = `coord:${idx}:${shape.join(',')}:${axis}`;
+      const hit = this.memo.get(key);
+      if (hit !== undefined) return hit;
+      const q = this.div(idx, strides[axis]!);
+      const c = axis === 0 ? q : this.mod(q, d);
+      this.memo.set(key, c);
+      return c;
     });
   }
 
-  /** Flat index from per-axis terms and strides, skipping zero terms. */
+  /**
+   * Wide-mode coordinates: from the outermost axis in, coordinate = ⌊rest / stride⌋ (below the
+   * axis size) and rest −= coordinate·stride in i32; rest is bound to a local once it is below 2^24.
+   */
+  private peel(idx: string, shape: Shape, strides: readonly number[]): string[] {
+    const key = `peel:${idx}:${shape.join(',')}`;
+    const hit = this.memo.get(key);
+    if (hit !== undefined) return hit.split('|');
+    let rest = idx;
+    const out = shape.map((d, axis) => {
+      if (d === 1) return '0';
+      const s = strides[axis]!;
+      const c = this.div(rest, s);
+      if (s > 1) {
+        const next = `${rest} - (${c} | 0) * ${s}`;
+        rest = s <= FLOAT32_EXACT_INT ? this.bind(next, 'c') : `(${next})`;
+      }
+      return c;
+    });
+    this.memo.set(key, out.join('|'));
+    return out;
+  }
+
+  /** Flat index from per-axis terms and strides, skipping zero terms (i32 terms in wide mode). */
   flat(terms: readonly string[], strides: readonly number[]): string {
     const parts: string[] = [];
     terms.forEach((t, d) => {
       if (t === '0') return;
-      parts.push(strides[d] === 1 ? t : `${t} * ${strides[d]}`);
+      const term = this.wide && t !== 'this.thread.x' && t !== 'this.thread.y' ? `(${t} | 0)` : t;
+      parts.push(strides[d] === 1 ? term : `${term} * ${strides[d]}`);
     });
     return parts.length === 0 ? '0' : parts.length === 1 ? parts[0]! : `(${parts.join(' + ')})`;
   }
 
+  /** Binds an index expression; in wide mode indices stay inline (a local would be float). */
   index(expr: string): string {
-    return this.bind(expr, 'i');
+    return this.wide ? (/^[A-Za-z0-9_.]+$/.test(expr) ? expr : `(${expr})`) : this.bind(expr, 'i');
   }
 
   /** Buffer index of a strided view at per-axis coordinates (each a variable or literal). */
@@ -147,8 +218,8 @@ export class KernelWriter {
       let inner = 1;
       for (let j = factors.length - 1; j >= 0; j--) {
         const { size, stride } = factors[j]!;
-        const q = inner === 1 ? c : `Math.floor(${c} / ${inner})`;
-        const digit = j === 0 ? q : this.bind(`${q} % ${size}`, 'c');
+        const q = this.div(c, inner);
+        const digit = j === 0 ? q : this.mod(q, size);
         inner *= size;
         if (stride !== 0) parts.push(stride === 1 ? digit : `${digit} * ${stride}`);
       }
@@ -286,7 +357,7 @@ export class KernelWriter {
           const x = g.node(id);
           const len = x.shape[n.axis]!;
           if (len > 0) {
-            const clamped = this.bind(`Math.min(Math.max(${pos} - ${base}, 0), ${len - 1})`, 'c');
+            const clamped = this.int(this.bind(`Math.min(Math.max(${pos} - ${base}, 0), ${len - 1})`, 'c'));
             const terms = c.map((t, d) => (d === n.axis ? clamped : t));
             pieces.push([base + len, this.value(id, this.index(this.flat(terms, stridesOf(x.shape))))]);
           }
@@ -301,7 +372,7 @@ export class KernelWriter {
         const c = this.coords(idx, n.shape);
         const len = x.shape[n.axis]!;
         // Clamped so a bad index cannot read outside the buffer; the reference throws instead.
-        const j = this.bind(`Math.min(Math.max(${this.value(n.index, idx)}, 0), ${len - 1})`, 'j');
+        const j = this.int(this.bind(`Math.min(Math.max(${this.value(n.index, idx)}, 0), ${len - 1})`, 'j'));
         const terms = c.map((t, d) => (d === n.axis ? j : t));
         return this.value(n.x, this.index(this.flat(terms, stridesOf(x.shape))));
       }
@@ -333,12 +404,12 @@ export class KernelWriter {
     if (onGrid) {
       // thread.y enumerates (batch, row) pairs; only thread-y terms, so the A index stays uniform
       const rows = sizeOf(n.shape) / nn;
-      batch = rank > 2 && rows > m ? this.bind(`Math.floor(this.thread.y / ${m})`, 'c') : '0';
-      row = m === 1 ? '0' : rows > m ? this.bind(`this.thread.y % ${m}`, 'c') : 'this.thread.y';
+      batch = rank > 2 && rows > m ? this.div('this.thread.y', m) : '0';
+      row = m === 1 ? '0' : rows > m ? this.mod('this.thread.y', m) : 'this.thread.y';
       col = nn === 1 ? '0' : 'this.thread.x';
     } else {
       const c = this.coords(idx, n.shape);
-      batch = rank > 2 ? this.bind(`Math.floor(${idx} / ${m * nn})`, 'c') : '0';
+      batch = rank > 2 ? this.div(idx, m * nn) : '0';
       row = c[rank - 2]!;
       col = c[rank - 1]!;
     }

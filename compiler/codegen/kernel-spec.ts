@@ -1,6 +1,12 @@
 /** What a compiled kernel is: its source text, the buffers it reads and writes, its launch shape. */
 import type { NodeId } from '../ir/types.ts';
 
+/** Integers (values, float-typed indices) are exact in float32 up to this magnitude. */
+export const FLOAT32_EXACT_INT = 2 ** 24;
+
+/** Wide-mode (i32) kernel indices reach this far. */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+
 /** A buffer key: `%12` for a node's buffer, `k5_argsort.rank` for a kernel's scratch buffer. */
 export type BufferKey = string;
 

@@ -16,7 +16,7 @@ import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import { KernelWriter } from './emit.ts';
-import { nodeKey, type KernelSource } from './kernel-spec.ts';
+import { FLOAT32_EXACT_INT, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
 
 export { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
@@ -25,9 +25,14 @@ function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
   return new Map(reads.map((id) => [id, `b${id}`]));
 }
 
-function simple(plan: KernelPlan, group: KernelGroup, body: (w: KernelWriter) => string): KernelSource {
+/** Whether a group touches a tensor beyond 2^24 elements, so its indices must be exact i32. */
+export function needsWideIndices(plan: KernelPlan, group: KernelGroup): boolean {
+  return [group.root, ...group.fused, ...group.reads].some((id) => sizeOf(plan.graph.node(id).shape) > FLOAT32_EXACT_INT);
+}
+
+function simple(plan: KernelPlan, group: KernelGroup, wide: boolean, body: (w: KernelWriter) => string): KernelSource {
   const params = paramsOf(group.reads);
-  const w = new KernelWriter(plan, group.root, params);
+  const w = new KernelWriter(plan, group.root, params, { wide });
   const result = body(w);
   const size = sizeOf(plan.graph.node(group.root).shape);
   return {
@@ -57,12 +62,14 @@ function gridFor(plan: KernelPlan, group: KernelGroup): { cols: number; rows: nu
   return { cols, rows: sizeOf(shape) / cols };
 }
 
-function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }): KernelSource {
+function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }, wide: boolean): KernelSource {
   const params = paramsOf(group.reads);
   const index = 'i_flat';
-  const w = new KernelWriter(plan, group.root, params, { index, cols: grid.cols });
-  w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
-  const result = w.value(group.root, index);
+  // a local would be float-typed: in wide mode the flat index stays an inline i32 expression
+  const flatIndex = wide ? `(this.thread.y * ${grid.cols} + this.thread.x)` : index;
+  const w = new KernelWriter(plan, group.root, params, { grid: { index: flatIndex, cols: grid.cols }, wide });
+  if (!wide) w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
+  const result = w.value(group.root, flatIndex);
   return {
     name: group.name,
     group: group.name,
@@ -81,12 +88,9 @@ function axisSplit(shape: readonly number[], axis: number): { len: number; inner
 }
 
 /** `base` = flat index of (o, 0, i) for the thread's output index over a shape whose axis has size `outLen`. */
-function axisBase(w: KernelWriter, outLen: number, len: number, inner: number): string {
-  const idx = 'this.thread.x';
-  if (inner === 1) return w.index(outLen === 1 ? `${idx} * ${len}` : `Math.floor(${idx} / ${outLen}) * ${len}`);
-  const o = w.bind(`Math.floor(${idx} / ${outLen * inner})`, 'o');
-  const i = w.bind(`${idx} % ${inner}`, 'c');
-  return w.index(`${o} * ${len * inner} + ${i}`);
+function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, outer: number): string {
+  const [o, , i] = w.coords('this.thread.x', [outer, outLen, inner]);
+  return w.index(w.flat([o!, i!], [len * inner, 1]));
 }
 
 /**
@@ -95,7 +99,7 @@ function axisBase(w: KernelWriter, outLen: number, len: number, inner: number): 
  * index value and the target position are lane-uniform on webasm. The compare is then a real
  * branch and each output reads the updates (a gather) only where the index hits it.
  */
-function scatterGrid(plan: KernelPlan, group: KernelGroup): KernelSource | undefined {
+function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: boolean): KernelSource | undefined {
   const g = plan.graph;
   const root = g.node(group.root);
   if (root.op !== 'scatterAdd') return undefined;
@@ -109,9 +113,9 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup): KernelSource | undef
   const outerShape = root.shape.slice(0, root.axis);
   const outer = sizeOf(outerShape);
   const params = paramsOf(group.reads);
-  const w = new KernelWriter(plan, group.root, params);
-  const o = outer > 1 ? w.bind(`Math.floor(this.thread.y / ${lenOut})`, 'o') : '0';
-  const j = lenOut === 1 ? '0' : outer > 1 ? w.bind(`this.thread.y % ${lenOut}`, 'c') : 'this.thread.y';
+  const w = new KernelWriter(plan, group.root, params, { wide });
+  const o = outer > 1 ? w.div('this.thread.y', lenOut) : '0';
+  const j = lenOut === 1 ? '0' : outer > 1 ? w.mod('this.thread.y', lenOut) : 'this.thread.y';
   const oc = outer > 1 ? w.coords(o, outerShape) : outerShape.map(() => '0');
   const srcStrides = stridesOf(src.shape);
   const acc = w.fresh('acc');
@@ -140,8 +144,9 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup): KernelSource | undef
   };
 }
 
-export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean } = {}): KernelSource[] {
+export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean; wide?: boolean } = {}): KernelSource[] {
   const g = plan.graph;
+  const wide = options.wide === true || needsWideIndices(plan, group);
   const root = g.node(group.root);
   switch (root.op) {
     case 'reduce':
@@ -149,8 +154,8 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
       const x = g.node(root.x);
       const { len, inner } = axisSplit(x.shape, root.axis);
       return [
-        simple(plan, group, (w) => {
-          const base = axisBase(w, 1, len, inner);
+        simple(plan, group, wide, (w) => {
+          const base = axisBase(w, 1, len, inner, sizeOf(x.shape) / (len * inner));
           const at = (r: string) => (inner === 1 ? `${base} + ${r}` : `${base} + ${r} * ${inner}`);
           const first = w.value(root.x, base);
           const acc = w.fresh('acc');
@@ -178,19 +183,20 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
       ];
     }
     case 'argsort':
-      return argsortGroupKernels(plan, group);
+      return argsortGroupKernels(plan, group, wide);
     case 'scatterAdd': {
-      const sorted = sortedScatterKernels(plan, group, options.grid !== false);
+      const sorted = sortedScatterKernels(plan, group, options.grid !== false, wide);
       if (sorted !== undefined) return sorted;
-      const gridded = options.grid === false ? undefined : scatterGrid(plan, group);
+      const gridded = options.grid === false ? undefined : scatterGrid(plan, group, wide);
       if (gridded !== undefined) return [gridded];
       const u = g.node(root.updates);
       const { len: lenOut, inner } = axisSplit(root.shape, root.axis);
       const lenIn = u.shape[root.axis]!;
       return [
-        simple(plan, group, (w) => {
-          const base = axisBase(w, lenOut, lenIn, inner);
-          const j = w.bind(`Math.floor(this.thread.x / ${inner}) % ${lenOut}`, 'c');
+        simple(plan, group, wide, (w) => {
+          const outer = sizeOf(root.shape) / (lenOut * inner);
+          const base = axisBase(w, lenOut, lenIn, inner, outer);
+          const j = w.coords('this.thread.x', [outer, lenOut, inner])[1]!;
           const acc = w.fresh('acc');
           w.stmt(`let ${acc} = 0.0;`);
           if (lenIn > 0) {
@@ -210,8 +216,8 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
     }
     default: {
       const grid = options.grid === false ? undefined : gridFor(plan, group);
-      if (grid !== undefined) return [matmulGroup(plan, group, grid)];
-      return [simple(plan, group, (w) => w.value(group.root, 'this.thread.x'))];
+      if (grid !== undefined) return [matmulGroup(plan, group, grid, wide)];
+      return [simple(plan, group, wide, (w) => w.value(group.root, 'this.thread.x'))];
     }
   }
 }

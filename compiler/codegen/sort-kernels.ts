@@ -41,6 +41,12 @@ interface KernelBase {
   readonly group: KernelGroup;
   /** Graph buffers the key reader (and updates) need, by parameter name. */
   readonly params: ReadonlyMap<NodeId, string>;
+  /** Exact i32 indices (tensors beyond 2^24 elements); positions within a row stay below 2^24. */
+  readonly wide: boolean;
+}
+
+function writer(base: KernelBase, params: ReadonlyMap<NodeId, string> = base.params): KernelWriter {
+  return new KernelWriter(base.plan, base.group.root, params, { wide: base.wide });
 }
 
 function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
@@ -81,10 +87,8 @@ function rowOf(w: KernelWriter, layout: SortLayout): { r: string; rowBase: strin
   const x = 'this.thread.x';
   const { outer, len, inner } = layout;
   if (len === 1) return { r: '0', rowBase: x };
-  const q = inner === 1 ? x : `Math.floor(${x} / ${inner})`;
-  const r = w.bind(outer === 1 ? q : `${q} % ${len}`, 'r');
-  const rowBase = w.bind(`${x} - ${r} * ${inner}`, 'rb');
-  return { r, rowBase };
+  const [o, r, i] = w.coords(x, [outer, len, inner]);
+  return { r: r!, rowBase: w.index(w.flat([o!, i!], [len * inner, 1])) };
 }
 
 /**
@@ -100,10 +104,12 @@ function argsortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, ou
   let prev: BufferKey | undefined;
   for (let width = 1, pass = 0; width < len; width *= 2, pass++) {
     const out = width * 2 >= len ? output : `${prefix}.pass${pass}`;
-    const w = new KernelWriter(base.plan, base.group.root, base.params);
+    const w = writer(base);
     const { r, rowBase } = rowOf(w, layout);
-    const perm = (at: string): string => (prev === undefined ? w.bind(at, 'p') : w.bind(`${scratchParam(prev)}[${w.index(`${rowBase} + (${at}) * ${inner}`)}]`, 'p'));
-    const keyOf = (p: string): string => w.bind(key(w, w.index(`${rowBase} + ${p} * ${inner}`)), 'k');
+    // positions within the row are float-typed (below 2^24); made i32 before meeting rowBase
+    const perm = (at: string): string =>
+      prev === undefined ? w.bind(at, 'p') : w.bind(`${scratchParam(prev)}[${w.index(`${rowBase} + ${w.int(at)} * ${inner}`)}]`, 'p');
+    const keyOf = (p: string): string => w.bind(key(w, w.index(`${rowBase} + ${w.int(p)} * ${inner}`)), 'k');
     const before = (a: string, b: string): string => {
       const ka = keyOf(a);
       const kb = keyOf(b);
@@ -152,7 +158,7 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   const { len, inner } = layout;
   const size = layout.outer * len * inner;
   const rankKey = `${base.group.name}.rank`;
-  const rw = new KernelWriter(base.plan, base.group.root, base.params);
+  const rw = writer(base);
   const { r: self, rowBase } = rowOf(rw, layout);
   const mine = rw.bind(key(rw, 'this.thread.x'), 'k');
   rw.stmt('let count = 0.0;');
@@ -162,7 +168,7 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
     rw.stmt('  count += 1.0;');
     rw.stmt('}');
   });
-  const sw = new KernelWriter(base.plan, base.group.root, new Map());
+  const sw = writer(base, new Map());
   const { r: slot, rowBase: sBase } = rowOf(sw, layout);
   sw.stmt('let found = 0.0;');
   sw.loop('q', 0, len, () => {
@@ -174,10 +180,10 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   return [source(base, rankKey, rw, 'count', [], rankKey, [size]), source(noGraph, `${base.group.name}.select`, sw, 'found', [rankKey], output, [size])];
 }
 
-export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup): KernelSource[] {
+export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup, wide: boolean): KernelSource[] {
   const root = plan.graph.node(group.root) as Node & { op: 'argsort' };
   const layout = axisLayout(root.shape, root.axis);
-  const base: KernelBase = { plan, group, params: paramsOf(group.reads) };
+  const base: KernelBase = { plan, group, params: paramsOf(group.reads), wide };
   return argsortKernels(base, layout, (w, flat) => w.value(root.x, flat), nodeKey(group.root));
 }
 
@@ -194,8 +200,8 @@ function axisLayout(shape: readonly number[], axis: number): SortLayout {
 interface IndexSource {
   readonly layout: SortLayout;
   readonly key: KeyReader;
-  /** Flat row base (o', 0, i') of the key view for output coordinates (outer coords, inner flat). */
-  rowFor(w: KernelWriter, outerCoords: readonly string[], innerFlat: string): string;
+  /** The key view's row o' (its outer index) holding the index of output row (outer coords). */
+  keyRow(w: KernelWriter, outerCoords: readonly string[]): string;
 }
 
 function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): IndexSource {
@@ -216,11 +222,7 @@ function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): Index
       return {
         layout: { outer: sizeOf(srcOuter), len: lenIn, inner: 1 },
         key: (w, flat) => w.value(src.id, flat),
-        rowFor: (w, oc) => {
-          const terms = oc.map((c, a) => (srcOuter[a] === 1 ? '0' : c));
-          const o = w.flat(terms, strides);
-          return o === '0' ? '0' : w.index(`${o} * ${lenIn}`);
-        },
+        keyRow: (w, oc) => w.flat(oc.map((c, a) => (srcOuter[a] === 1 ? '0' : c)), strides),
       };
     }
   }
@@ -228,11 +230,7 @@ function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): Index
   return {
     layout: { outer: sizeOf(outerShape), len: lenIn, inner },
     key: (w, flat) => w.value(root.index, flat),
-    rowFor: (w, oc, innerFlat) => {
-      const o = w.flat(oc, outerStrides);
-      const parts = [o === '0' ? '' : `${o} * ${lenIn * inner}`, innerFlat === '0' ? '' : innerFlat].filter((p) => p !== '');
-      return parts.length === 0 ? '0' : w.index(parts.join(' + '));
-    },
+    keyRow: (w, oc) => w.flat(oc, outerStrides),
   };
 }
 
@@ -241,7 +239,7 @@ function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): Index
  * direct loop. `grid`: launch the accumulation `[inner, outer·lenOut]` so a row's segment bounds
  * and positions are lane-uniform (webasm), when inner is a multiple of 4.
  */
-export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid: boolean): KernelSource[] | undefined {
+export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid: boolean, wide: boolean): KernelSource[] | undefined {
   const g = plan.graph;
   const root = g.node(group.root) as Node & { op: 'scatterAdd' };
   const lenIn = g.node(root.updates).shape[root.axis]!;
@@ -251,26 +249,24 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
   const outer = sizeOf(outerShape);
   const inner = sizeOf(root.shape.slice(root.axis + 1));
   const src = indexSource(plan, root);
-  const base: KernelBase = { plan, group, params: paramsOf(group.reads) };
+  const base: KernelBase = { plan, group, params: paramsOf(group.reads), wide };
   const order = `${group.name}.order`;
   const starts = `${group.name}.starts`;
   const kernels = argsortKernels(base, src.layout, src.key, order);
 
   // starts[o', j, i'] = how many keys of row (o', i') are below j, for j = 0 … lenOut
   const kl = src.layout;
-  const sw = new KernelWriter(plan, group.root, base.params);
+  const sw = writer(base);
   const x = 'this.thread.x';
-  const j = sw.bind(kl.inner === 1 ? `${x} % ${lenOut + 1}` : `Math.floor(${x} / ${kl.inner}) % ${lenOut + 1}`, 'j');
-  const ko = sw.bind(`Math.floor(${x} / ${(lenOut + 1) * kl.inner})`, 'o');
-  const ki = kl.inner === 1 ? '0' : sw.bind(`${x} % ${kl.inner}`, 'i');
-  const kBase = sw.index(ki === '0' ? `${ko} * ${kl.len}` : `${ko} * ${kl.len * kl.inner} + ${ki}`);
+  const [ko, j, ki] = sw.coords(x, [kl.outer, lenOut + 1, kl.inner]) as [string, string, string];
+  const kBase = sw.index(sw.flat([ko, ki], [kl.len * kl.inner, 1]));
   sw.stmt('let lo = 0.0;');
   sw.stmt(`let hi = ${kl.len}.0;`);
   sw.loop('step', 0, searchSteps(kl.len), () => {
     sw.ifBlock('lo < hi', () => {
       sw.stmt('let mid = Math.floor((lo + hi) / 2);');
-      const p = sw.bind(`${scratchParam(order)}[${sw.index(`${kBase} + mid * ${kl.inner}`)}]`, 'p');
-      const k = sw.bind(src.key(sw, sw.index(`${kBase} + ${p} * ${kl.inner}`)), 'k');
+      const p = sw.bind(`${scratchParam(order)}[${sw.index(`${kBase} + ${sw.int('mid')} * ${kl.inner}`)}]`, 'p');
+      const k = sw.bind(src.key(sw, sw.index(`${kBase} + ${sw.int(p)} * ${kl.inner}`)), 'k');
       sw.stmt(`if (${k} < ${j}) {`);
       sw.stmt('  lo = mid + 1;');
       sw.stmt('} else {');
@@ -281,38 +277,33 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
   kernels.push(source(base, starts, sw, 'lo', [order], starts, [kl.outer * (lenOut + 1) * kl.inner]));
 
   // out[o, j, i] = Σ updates[o, order[s], i] for s in [starts[j], starts[j + 1])
-  const aw = new KernelWriter(plan, group.root, base.params);
+  const aw = writer(base);
   const gridded = grid && inner % 4 === 0 && inner > 1;
   let o: string;
   let jj: string;
   let i: string;
   if (gridded) {
-    o = outer > 1 ? aw.bind(`Math.floor(this.thread.y / ${lenOut})`, 'o') : '0';
-    jj = lenOut === 1 ? '0' : outer > 1 ? aw.bind(`this.thread.y % ${lenOut}`, 'j') : 'this.thread.y';
+    o = outer > 1 ? aw.div('this.thread.y', lenOut) : '0';
+    jj = lenOut === 1 ? '0' : outer > 1 ? aw.mod('this.thread.y', lenOut) : 'this.thread.y';
     i = 'this.thread.x';
   } else {
-    o = outer > 1 ? aw.bind(`Math.floor(${x} / ${lenOut * inner})`, 'o') : '0';
-    jj = aw.bind(inner === 1 ? `${x} % ${lenOut}` : `Math.floor(${x} / ${inner}) % ${lenOut}`, 'j');
-    i = inner === 1 ? '0' : aw.bind(`${x} % ${inner}`, 'i');
+    [o, jj, i] = aw.coords(x, [outer, lenOut, inner]) as [string, string, string];
   }
   const oc = outer > 1 ? aw.coords(o, outerShape) : outerShape.map(() => '0');
-  const row = src.rowFor(aw, oc, kl.inner === 1 ? '0' : i);
-  // row is the flat (o', 0, i') of the key view; its starts row sits at (o', j, i') of [.., lenOut+1, ..]
-  const startsRow = aw.index(
-    kl.inner === 1 ? `Math.floor(${row} / ${kl.len}) * ${lenOut + 1}` : `Math.floor(${row} / ${kl.len * kl.inner}) * ${(lenOut + 1) * kl.inner} + ${i}`,
-  );
-  const sIdx = aw.index(`${startsRow} + ${jj} * ${kl.inner}`);
-  const first = aw.bind(`${scratchParam(starts)}[${sIdx}]`, 'first');
-  const end = aw.bind(`${scratchParam(starts)}[${aw.index(`${sIdx} + ${kl.inner}`)}]`, 'end');
+  // the key view's row (o', ·, i'): its sorted order at [o', ·, i'], its segment starts at [o', j, i']
+  const oK = src.keyRow(aw, oc);
+  const iK = kl.inner === 1 ? '0' : i;
+  const row = aw.index(aw.flat([oK, iK], [kl.len * kl.inner, 1]));
+  const sIdx = aw.index(aw.flat([oK, jj, iK], [(lenOut + 1) * kl.inner, kl.inner, 1]));
+  const first = aw.int(aw.bind(`${scratchParam(starts)}[${sIdx}]`, 'first'));
+  const end = aw.int(aw.bind(`${scratchParam(starts)}[${aw.index(`${sIdx} + ${kl.inner}`)}]`, 'end'));
   aw.stmt('let acc = 0.0;');
-  const updBase = aw.index(
-    [o === '0' ? '' : `${o} * ${lenIn * inner}`, i === '0' ? '' : i].filter((p) => p !== '').join(' + ') || '0',
-  );
+  const updBase = aw.index(aw.flat([o, i], [lenIn * inner, 1]));
   aw.loop('s', 0, lenIn, () => {
     aw.stmt(`if (${first} + s >= ${end}) {`);
     aw.stmt('  break;');
     aw.stmt('}');
-    const q = aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + s) * ${kl.inner}`)}]`, 'q');
+    const q = aw.int(aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + s) * ${kl.inner}`)}]`, 'q'));
     const at = aw.index(updBase === '0' ? `${q} * ${inner}` : `${updBase} + ${q} * ${inner}`);
     aw.stmt(`acc += ${aw.value(root.updates, at)};`);
   });

@@ -38,7 +38,10 @@ export function availableBackends(): Promise<ConcreteBackend[]> {
 
 export async function openRunners(): Promise<CompiledRunner[]> {
   const runners: CompiledRunner[] = [];
-  for (const b of await availableBackends()) runners.push(await CompiledRunner.create({ backend: b }));
+  const backends = await availableBackends();
+  for (const b of backends) runners.push(await CompiledRunner.create({ backend: b }));
+  // the exact-i32 index path (used beyond 2^24 elements), exercised at small sizes
+  if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', indices: 'wide' }));
   if (runners.length === 0) throw new Error('no gpu.js backend to test on (webasm and cpu both failed their probes)');
   return runners;
 }
