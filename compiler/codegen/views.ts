@@ -64,10 +64,11 @@ function regroup(axes: ReadonlyArray<readonly Factor[]>, shape: readonly number[
         need /= f.size;
         q++;
       } else {
-        // the axis ends inside this factor: split it into (size/need, stride·need) · (need, stride)
+        // the axis ends inside this factor: it takes the factor's outer `need` values (stride
+        // t·S/need) and leaves the inner S/need values (stride t) to the next axes
         if (f.size % need !== 0) return undefined;
-        group.push({ size: need, stride: f.stride });
-        queue[q] = { size: f.size / need, stride: f.stride * need };
+        group.push({ size: need, stride: f.stride * (f.size / need) });
+        queue[q] = { size: f.size / need, stride: f.stride };
         need = 1;
       }
     }

@@ -23,7 +23,10 @@ export type AttentionShape = readonly [number, number, number, number];
 export interface LshAttentionOptions extends LshOptions {
   /** `[batch, heads, length, dK]`; v must have `batch·heads·length·dV` values. */
   readonly shape: AttentionShape;
-  /** Rotations `[batch, heads, dK, nHashes, nBuckets/2]`; used exactly. Otherwise drawn from `seed`. */
+  /**
+   * Rotations `[batch, heads, dK, nHashes, nBuckets/2]` (with `bucketFactors`, the last axis is
+   * Σ factor/2: each factor's rotations in turn); used exactly. Otherwise drawn from `seed`.
+   */
   readonly rotations?: Float32Array;
   /** Seed of the random rotations (default 0). */
   readonly seed?: number;
@@ -81,9 +84,9 @@ export function buildLshGraph(
     buckets = graph.input('buckets', [B, h, o.nHashes, L], 'i32', 'state');
   } else {
     const rotations = options.injectRotations
-      ? graph.input('rotations', rotationShape(qk, o.nHashes, o.nBuckets))
-      : drawRotations(qk, graph.input('seed', [], 'i32', 'seed'), 0, o.nHashes, o.nBuckets);
-    buckets = hashBuckets(qk, rotations, o.nHashes, o.nBuckets);
+      ? graph.input('rotations', rotationShape(qk, o.nHashes, o.bucketFactors))
+      : drawRotations(qk, graph.input('seed', [], 'i32', 'seed'), 0, o.nHashes, o.bucketFactors);
+    buckets = hashBuckets(qk, rotations, o.nHashes, o.bucketFactors);
   }
   const output = lshAttend(qk, v, buckets, o);
   graph.outputs = [output.id, buckets.id];
@@ -113,6 +116,7 @@ export async function lshAttention(qk: Float32Array, v: Float32Array, options: L
   const graphOptions: LshOptions & { injectRotations: boolean } = {
     nHashes: options.nHashes,
     nBuckets: options.nBuckets,
+    bucketFactors: options.bucketFactors,
     chunkLen: options.chunkLen,
     causal: options.causal,
     nChunksBefore: options.nChunksBefore,
@@ -128,11 +132,11 @@ export async function lshAttention(qk: Float32Array, v: Float32Array, options: L
     v: hostTensor(built.v.shape, v),
   };
   if (injected) {
-    const rshape = rotationShape(built.qk, built.options.nHashes, built.options.nBuckets);
+    const rshape = rotationShape(built.qk, built.options.nHashes, built.options.bucketFactors);
     const n = rshape.reduce((a, b) => a * b, 1);
     if (options.rotations!.length !== n) {
       throw new OptionError(
-        `lshAttention: rotations have ${options.rotations!.length} values, [batch,heads,dK,nHashes,nBuckets/2] = [${rshape.join(',')}] needs ${n}`,
+        `lshAttention: rotations have ${options.rotations!.length} values, [batch,heads,dK,nHashes,nBuckets/2 or Σ factor/2] = [${rshape.join(',')}] needs ${n}`,
       );
     }
     feeds.rotations = hostTensor(rshape, options.rotations!);

@@ -73,7 +73,7 @@ export interface LSHSelfAttentionOptions extends LshOptions, HeadOptions {
   readonly dropout?: number;
   /** When true the layer takes `[x, mask]` (mask `[B, L]`, nonzero = real token) and returns `[y, mask]`. */
   readonly padMask?: boolean;
-  /** Fixed rotations `[B, h, dHead, nHashes, nBuckets/2]` instead of seeded random ones. */
+  /** Fixed rotations `[B, h, dHead, nHashes, nBuckets/2]` (Σ factor/2 when factorised) instead of seeded random ones. */
   readonly rotations?: Float32Array | readonly number[];
 }
 
@@ -110,18 +110,18 @@ export function LSHSelfAttention(options: LSHSelfAttentionOptions): Layer {
         mask = m.dtype === 'i32' ? m : ops.ne(m, 0);
       }
       const rotations = () => {
-        if (options.rotations === undefined) return drawRotations(qk, ctx.seed(), ctx.salt('rotations'), o.nHashes, o.nBuckets);
-        const shape = rotationShape(qk, o.nHashes, o.nBuckets);
+        if (options.rotations === undefined) return drawRotations(qk, ctx.seed(), ctx.salt('rotations'), o.nHashes, o.bucketFactors);
+        const shape = rotationShape(qk, o.nHashes, o.bucketFactors);
         const n = shape.reduce((a, b) => a * b, 1);
         if (options.rotations.length !== n) {
           throw new ShapeError(
             x.graph.scope,
-            `${name}: rotations have ${options.rotations.length} values, [B,h,dK,nHashes,nBuckets/2] = [${shape.join(',')}] needs ${n}`,
+            `${name}: rotations have ${options.rotations.length} values, [B,h,dK,nHashes,nBuckets/2 or Σ factor/2] = [${shape.join(',')}] needs ${n}`,
           );
         }
         return ops.constant(x.graph, Array.from(options.rotations), shape);
       };
-      const buckets = ctx.state('buckets', () => hashBuckets(qk, rotations(), o.nHashes, o.nBuckets, mask));
+      const buckets = ctx.state('buckets', () => hashBuckets(qk, rotations(), o.nHashes, o.bucketFactors, mask));
       const dropout = ctx.mode === 'train' && rate > 0 ? { rate, seed: ctx.seed(), salt: ctx.salt('dropout') } : undefined;
       const heads = lshAttend(qk, v, buckets, o, { padMask: mask, dropout });
       const y = merge(heads, tensorField(params, 'wo', name));

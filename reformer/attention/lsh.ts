@@ -19,12 +19,15 @@ export interface LshSort {
   readonly position: Tensor;
 }
 
-/** Sorts token copies by the unique keys `L·bucket + (i mod L)`; buckets `[B, h, H, L]` with round offsets. */
+/**
+ * Sorts token copies by the unique keys `L·bucket + (i mod L)`; buckets `[B, h, H, L]` with round
+ * offsets. That order is a stable sort by bucket alone: equal buckets lie in one round (the
+ * offsets keep rounds apart), where copies stand in position order. Sorting the buckets keeps the
+ * keys small (below H·(nb+1)), so they stay exact in float32 kernels at any L.
+ */
 export function sortByBuckets(buckets: Tensor): LshSort {
   const [B, h, H, L] = buckets.shape as [number, number, number, number];
-  const position = ops.iota(buckets.graph, [B, h, H, L], 3);
-  const keys = ops.reshape(ops.add(ops.mul(buckets, L), position), [B, h, H * L]);
-  const sticker = ops.argsort(keys, 2);
+  const sticker = ops.argsort(ops.reshape(buckets, [B, h, H * L]), 2);
   const undo = ops.argsort(sticker, 2);
   return { sticker, undo, position: ops.mod(sticker, L) };
 }

@@ -9,6 +9,13 @@ export interface LshOptions {
   readonly nHashes: number;
   /** Buckets per round (even); default 2·L / chunkLen. */
   readonly nBuckets?: number;
+  /**
+   * Factorised hashing (as trax's list-valued n_buckets): nBuckets = f₁·f₂·…, each factor even,
+   * hashed with its own f/2 rotations, bucket = a₁ + f₁·(a₂ + f₂·(…)). Rotations cost O(Σ f)
+   * instead of O(nb) per token, which matters at long L where nb = 2L/c grows with L. `'auto'`
+   * splits nBuckets into two even factors near √nb when nBuckets > 64 (else one factor).
+   */
+  readonly bucketFactors?: readonly number[] | 'auto';
   /** Chunk length c; L must be a multiple of it. */
   readonly chunkLen: number;
   /** Mask keys after the query (default false). */
@@ -27,6 +34,8 @@ export interface LshOptions {
 export interface ResolvedLsh {
   readonly nHashes: number;
   readonly nBuckets: number;
+  /** The hashing factors, product nBuckets (one factor when not factorised). */
+  readonly bucketFactors: readonly number[];
   readonly chunkLen: number;
   readonly causal: boolean;
   readonly nChunksBefore: number;
@@ -48,6 +57,21 @@ export function checkLshOptions(layer: string, o: LshOptions): void {
   count(layer, 'chunkLen', o.chunkLen, 1);
   count(layer, 'nChunksBefore', o.nChunksBefore ?? 1, 0);
   count(layer, 'nChunksAfter', o.nChunksAfter ?? 0, 0);
+  if (Array.isArray(o.bucketFactors)) {
+    const fs = o.bucketFactors as readonly number[];
+    if (fs.length === 0) throw new OptionError(`${layer}: option 'bucketFactors' must list at least one factor`);
+    for (const f of fs) {
+      if (!Number.isInteger(f) || f < 2 || f % 2 !== 0) {
+        throw new OptionError(`${layer}: option 'bucketFactors' must be even integers >= 2, got [${fs.join(',')}]`);
+      }
+    }
+    const product = fs.reduce((a, b) => a * b, 1);
+    if (o.nBuckets !== undefined && o.nBuckets !== product) {
+      throw new OptionError(`${layer}: option 'bucketFactors' [${fs.join(',')}] multiplies to ${product}, but nBuckets is ${o.nBuckets}`);
+    }
+  } else if (o.bucketFactors !== undefined && o.bucketFactors !== 'auto') {
+    throw new OptionError(`${layer}: option 'bucketFactors' must be a list of even factors or 'auto', got ${String(o.bucketFactors)}`);
+  }
   if (o.nBuckets !== undefined) {
     count(layer, 'nBuckets', o.nBuckets, 2);
     if (o.nBuckets % 2 !== 0) {
@@ -62,14 +86,19 @@ export function resolveLsh(layer: string, scope: string, o: LshOptions, L: numbe
   if (L % o.chunkLen !== 0) {
     throw new ShapeError(scope, `${layer}: sequence length L=${L} is not a multiple of chunkLen=${o.chunkLen}`);
   }
-  const nBuckets = o.nBuckets ?? (2 * L) / o.chunkLen;
-  // Sort keys are L·bucket + position with bucket < H·(nb + 1): they must fit an i32.
-  if (L * o.nHashes * (nBuckets + 1) > 2 ** 31 - 1) {
-    throw new ShapeError(scope, `${layer}: sort keys overflow i32 for L=${L}, nHashes=${o.nHashes}, nBuckets=${nBuckets}`);
+  const factors = o.bucketFactors;
+  const nBuckets = o.nBuckets ?? (Array.isArray(factors) ? factors.reduce((a: number, b: number) => a * b, 1) : (2 * L) / o.chunkLen);
+  if (!Number.isInteger(nBuckets) || nBuckets < 2 || nBuckets % 2 !== 0) {
+    throw new ShapeError(scope, `${layer}: nBuckets = 2·L/chunkLen = ${nBuckets} for L=${L}, chunkLen=${o.chunkLen} must be an even integer; set option 'nBuckets'`);
+  }
+  // Buckets (with round offsets, < H·(nb + 1)) travel as float32 values: exact below 2^24.
+  if (o.nHashes * (nBuckets + 1) > 2 ** 24) {
+    throw new ShapeError(scope, `${layer}: nHashes·(nBuckets+1) = ${o.nHashes * (nBuckets + 1)} exceeds 2^24 (nHashes=${o.nHashes}, nBuckets=${nBuckets})`);
   }
   return {
     nHashes: o.nHashes,
     nBuckets,
+    bucketFactors: resolveFactors(factors, nBuckets),
     chunkLen: o.chunkLen,
     causal: o.causal ?? false,
     nChunksBefore: o.nChunksBefore ?? 1,
@@ -77,4 +106,14 @@ export function resolveLsh(layer: string, scope: string, o: LshOptions, L: numbe
     allowDuplicateAttention: o.allowDuplicateAttention ?? true,
     attendAcrossBuckets: o.attendAcrossBuckets ?? true,
   };
+}
+
+/** The factors for `bucketFactors` (see LshOptions); nBuckets is even here. */
+function resolveFactors(factors: LshOptions['bucketFactors'], nBuckets: number): number[] {
+  if (Array.isArray(factors)) return [...(factors as readonly number[])];
+  if (factors !== 'auto' || nBuckets <= 64) return [nBuckets];
+  // two even factors, the smaller as close to √nb as the divisors allow
+  let best = 0;
+  for (let f = 2; f * f <= nBuckets; f += 2) if (nBuckets % f === 0 && (nBuckets / f) % 2 === 0) best = f;
+  return best === 0 ? [nBuckets] : [best, nBuckets / best];
 }

@@ -107,5 +107,51 @@ describe(`LSH hashing on ${rc.name}`, () => {
       }
     }
   });
+
+  it('factorised buckets: bucket = a₁ + f₁·a₂ with each aᵢ the argmax over its own rotations, by hand', async () => {
+    const B = 1, h = 1, L = 8, dK = 3, H = 2;
+    const factors = [4, 6];
+    const nb = 24;
+    const width = factors[0]! / 2 + factors[1]! / 2;
+    const qk = randomArray(21, B * h * L * dK);
+    const rotations = randomArray(22, B * h * dK * H * width);
+    const { buckets } = await lshAttention(qk, new Float32Array(B * h * L), {
+      shape: [B, h, L, dK], nHashes: H, bucketFactors: factors, chunkLen: 4, rotations, runner: rc.runner,
+    });
+    for (let r = 0; r < H; r++) {
+      for (let t = 0; t < L; t++) {
+        let bucket = 0;
+        let scale = 1;
+        let offset = 0;
+        for (const f of factors) {
+          const proj: number[] = [];
+          for (let j = 0; j < f / 2; j++) {
+            let s = 0;
+            for (let e = 0; e < dK; e++) s += qk[t * dK + e]! * rotations[(e * H + r) * width + offset + j]!;
+            proj.push(s);
+          }
+          const all = [...proj, ...proj.map((p) => -p)];
+          bucket += scale * all.indexOf(Math.max(...all));
+          scale *= f;
+          offset += f / 2;
+        }
+        expect(buckets[r * L + t]).toBe(bucket + r * nb);
+      }
+    }
+  });
+
+  it("factorised buckets ('auto') stay in range and are scale invariant", async () => {
+    const shape = [1, 2, 16, 4] as const;
+    const x = randomArray(31, 2 * 16 * 4);
+    const run = async (data: Float32Array) =>
+      (await lshAttention(data, new Float32Array(32), { shape, nHashes: 2, nBuckets: 128, bucketFactors: 'auto', chunkLen: 4, seed: 3, runner: rc.runner })).buckets;
+    const b = await run(x);
+    b.forEach((v, i) => {
+      const r = Math.floor(i / 16) % 2;
+      expect(v).toBeGreaterThanOrEqual(r * 128);
+      expect(v).toBeLessThan((r + 1) * 128);
+    });
+    expect(await run(x.map((e) => e * 8))).toEqual(b);
+  });
 });
 }

@@ -223,6 +223,11 @@ describe('LSH attention errors', () => {
   it('rejects an odd nBuckets', async () => {
     await expect(lshAttention(qk, v, { runner: runnerCases[0]!.runner, shape: [1, 1, 12, 4], nHashes: 1, chunkLen: 4, nBuckets: 5 })).rejects.toThrow(/'nBuckets' must be even.*5/);
   });
+  it('rejects odd bucket factors, and factors that disagree with nBuckets', async () => {
+    const base = { runner: runnerCases[0]!.runner, shape: [1, 1, 12, 4] as const, nHashes: 1, chunkLen: 4 };
+    await expect(lshAttention(qk, v, { ...base, bucketFactors: [4, 3] })).rejects.toThrow(/'bucketFactors' must be even integers >= 2, got \[4,3\]/);
+    await expect(lshAttention(qk, v, { ...base, bucketFactors: [2, 4], nBuckets: 6 })).rejects.toThrow(/multiplies to 8, but nBuckets is 6/);
+  });
   it('rejects rotations of the wrong size, naming the expected shape', async () => {
     await expect(
       lshAttention(qk, v, { runner: runnerCases[0]!.runner, shape: [1, 1, 12, 4], nHashes: 2, chunkLen: 4, nBuckets: 4, rotations: new Float32Array(15) }),

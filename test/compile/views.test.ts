@@ -19,13 +19,19 @@ beforeAll(async () => {
 });
 afterAll(() => runners.forEach((r) => r.destroy()));
 
-const dim = fc.integer({ min: 1, max: 5 });
+const dim = fc.integer({ min: 1, max: 6 });
 
 /** A random chain of view ops over x, each step seeded by one number. */
 function viewChain(x: Tensor, steps: readonly number[]): Tensor {
   let t = x;
   for (const s of steps) {
-    const kind = s % 4;
+    const kind = s % 5;
+    const split = t.shape.findIndex((d) => d % 2 === 0 && d > 2);
+    if (kind === 4 && split >= 0) {
+      // split an axis in two (the high half outer), as chunking [n] → [n/c, c] does
+      t = P.reshape(t, [...t.shape.slice(0, split), 2, t.shape[split]! / 2, ...t.shape.slice(split + 1)]);
+      continue;
+    }
     if (kind === 0 && t.rank > 1) {
       const perm = [...t.shape.keys()];
       const a = s % t.rank;
