@@ -1,13 +1,15 @@
 /**
- * `npm run bench -- attention [--json] [--quick] [--max-len N] [--ref-max-len N] [--budget-gb G] [--cell-s S]`:
+ * `npm run bench -- attention [--json] [--quick] [--max-len N] [--ref-max-len N] [--full-max-len N] [--budget-gb G] [--cell-s S]`:
  * forward+backward wall time and peak buffer bytes of ONE causal attention layer (4 heads,
  * dHead 64, batch 1, d_model 256) at L = 1K … 64K, for
  *
- * - our LSHSelfAttention (nHashes 2/4 × chunkLen 64/128) and FullAttention, traced in train mode,
+ * - our LSHSelfAttention (nHashes 2/4 × chunkLen 64/128, default nBuckets = 2L/c factorised
+ *   'auto' so hashing costs O(√nb) per token) and FullAttention, traced in train mode,
  *   differentiated with compiler/grad (loss = Σ output ⊙ fixed random cotangent, w.r.t. every
  *   parameter and the input) and run on the compiled gpu.js runner (and on the float64
  *   ReferenceRunner up to --ref-max-len, where it is cheap enough);
- * - TF.js-wasm full attention (forward plus a hand-written backward) on the same shapes, same process.
+ * - TF.js-wasm full attention (forward plus a hand-written backward, checked against finite
+ *   differences in test/bench) on the same shapes, same process.
  *
  * Budgets: a full-attention cell whose L×L score matrices (× heads × fwd+bwd copies) exceed the
  * memory budget is skipped before it runs; a cell whose first (warm-up, incl. compile) run
@@ -22,6 +24,7 @@ import { ReferenceRunner, type GraphRunner } from '../runtime/runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo } from './support/measure.ts';
 import { loadTfWasm } from './support/tfjs.ts';
+import { causalMask, tfAttentionFwdBwd, type Tf } from './support/tfjs-attention.ts';
 
 const N_HEADS = 4;
 const D_HEAD = 64;
@@ -101,9 +104,7 @@ function ourMethod(name: string, make: () => Layer, runner: GraphRunner, kind: '
   };
 }
 
-type Tf = Awaited<ReturnType<typeof loadTfWasm>>['tf'];
-
-/** TF.js full causal attention with the same projections and shapes; tf.grads for fwd+bwd. */
+/** TF.js full causal attention with the same projections and shapes (bench/support/tfjs-attention.ts). */
 function tfMethod(tf: Tf): Method {
   return {
     name: 'tfjs full',
@@ -113,34 +114,9 @@ function tfMethod(tf: Tf): Method {
       const x = tf.tensor2d(rand(L * D_MODEL, 11), [L, D_MODEL]);
       const ws = [1, 2, 3, 4].map((s) => tf.tensor2d(rand(D_MODEL * D_MODEL, s).map((v) => v * 0.1), [D_MODEL, D_MODEL]));
       const cot = tf.tensor2d(rand(L * D_MODEL, 13), [L, D_MODEL]);
-      // Additive causal mask: 0 on and below the diagonal, -1e9 above.
-      const mask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9));
-      type T = ReturnType<Tf['matMul']>;
-      const heads = (t: T) => tf.transpose(tf.reshape(t, [L, N_HEADS, D_HEAD]), [1, 0, 2]);
-      const merge = (t: T) => tf.reshape(tf.transpose(t, [1, 0, 2]), [L, D_MODEL]);
-      const scale = 1 / Math.sqrt(D_HEAD);
-      const [wq, wk, wv, wo] = ws as [T, T, T, T];
-      // Hand-written backward: tfjs-core's gradient registry (register_all_gradients) is an
-      // extensionless ESM build Node cannot load, so tf.grads has no gradient functions here.
-      const fwdBwd = () => {
-        const q = heads(tf.matMul(x, wq));
-        const k = heads(tf.matMul(x, wk));
-        const v = heads(tf.matMul(x, wv));
-        const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask));
-        const o = merge(tf.matMul(p, v));
-        const y = tf.matMul(o, wo);
-        // loss = Σ y ⊙ cot, so dy = cot
-        const dWo = tf.matMul(o, cot, true, false);
-        const dO = heads(tf.matMul(cot, wo, false, true));
-        const dP = tf.matMul(dO, v, false, true);
-        const dV = tf.matMul(p, dO, true, false);
-        const dS = tf.mul(tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))), scale);
-        const dQ = merge(tf.matMul(dS, k));
-        const dK = merge(tf.matMul(dS, q, true, false));
-        const dVm = merge(dV);
-        const dx = tf.addN([tf.matMul(dQ, wq, false, true), tf.matMul(dK, wk, false, true), tf.matMul(dVm, wv, false, true)]);
-        return [tf.sum(tf.mul(y, cot)), dx, tf.matMul(x, dQ, true, false), tf.matMul(x, dK, true, false), tf.matMul(x, dVm, true, false), dWo];
-      };
+      const mask = causalMask(tf, L);
+      const inputs = { L, nHeads: N_HEADS, dHead: D_HEAD, x, ws: ws as [typeof x, typeof x, typeof x, typeof x], cot, mask };
+      const fwdBwd = () => tfAttentionFwdBwd(tf, inputs);
       let peak: number | null = null;
       const once = () => {
         const outs = tf.tidy(fwdBwd);
@@ -187,8 +163,9 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const maxLen = numberFlag(flags.rest, '--max-len', flags.quick ? 1024 : 65536);
   const refMaxLen = numberFlag(flags.rest, '--ref-max-len', 1024);
   const budgetBytes = numberFlag(flags.rest, '--budget-gb', 8) * 2 ** 30;
-  const cellBudgetS = numberFlag(flags.rest, '--cell-s', 60);
-  const lengths = [1024, 4096, 16384, 65536].filter((L) => L <= maxLen);
+  const fullMaxLen = numberFlag(flags.rest, '--full-max-len', 4096);
+  const cellBudgetS = numberFlag(flags.rest, '--cell-s', 180);
+  const lengths = [1024, 2048, 4096, 8192, 16384, 65536].filter((L) => L <= maxLen);
   const log = (m: string) => {
     if (!flags.json) process.stderr.write(`  ${m}\n`);
   };
@@ -200,7 +177,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const methods: Method[] = [tfMethod(tf)];
   for (const [kind, runner] of [['compiled', compiled], ['reference', reference]] as const) {
     for (const [nHashes, chunkLen] of lshConfigs) {
-      const make = () => LSHSelfAttention({ nHeads: N_HEADS, dHead: D_HEAD, nHashes: nHashes!, chunkLen: chunkLen!, causal: true });
+      const make = () =>
+        LSHSelfAttention({ nHeads: N_HEADS, dHead: D_HEAD, nHashes: nHashes!, chunkLen: chunkLen!, causal: true, bucketFactors: 'auto' });
       methods.push(ourMethod(`lsh h${nHashes} c${chunkLen}`, make, runner, kind, false));
     }
     methods.push(ourMethod('full', () => FullAttention({ nHeads: N_HEADS, dHead: D_HEAD, causal: true }), runner, kind, true));
@@ -211,6 +189,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     let stopped = false;
     for (const L of lengths) {
       if (m.runner === 'reference' && L > refMaxLen) continue;
+      if (m.runner === 'compiled' && m.quadratic && L > fullMaxLen) continue;
       const base = { L, method: m.name, runner: m.runner, medianS: null, firstS: null, runs: 0, peakBytes: null };
       if (stopped) {
         cells.push({ ...base, status: 'over time budget', note: 'a smaller L exceeded the per-cell budget' });
@@ -270,7 +249,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     machine: machineInfo(),
     tfjs: features,
     gpujs: compiled.stats.backend,
-    config: { nHeads: N_HEADS, dHead: D_HEAD, dModel: D_MODEL, batch: 1, causal: true, lengths, refMaxLen, budgetBytes, cellBudgetS },
+    config: { nHeads: N_HEADS, dHead: D_HEAD, dModel: D_MODEL, batch: 1, causal: true, lengths, refMaxLen, fullMaxLen, budgetBytes, cellBudgetS },
     cells,
     exponents,
   };
@@ -288,14 +267,14 @@ async function run(flags: SuiteFlags): Promise<unknown> {
         key(c),
         c.status === 'ok' ? fmt(c.medianS, 3) : c.status,
         fmt(c.peakBytes === null ? null : c.peakBytes / 2 ** 20, 1),
-        c.status === 'ok' && tfs !== null ? fmt(c.medianS! / tfs, 2) : '-',
+        c.status === 'ok' && tfs !== null ? fmt(tfs / c.medianS!, 2) : '-',
         c.status === 'ok' ? `${c.runs}` : (c.note ?? ''),
       ];
     });
   const m0 = summary.machine;
   console.log(`attention benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}; gpu.js ${summary.gpujs}, TF.js wasm simd=${features.simd} threads=${features.threads}`);
   console.log(`one causal layer, fwd+bwd, B=1, d_model=${D_MODEL}, ${N_HEADS} heads × dK ${D_HEAD}; memory budget ${(budgetBytes / 2 ** 30).toFixed(0)} GiB, cell budget ${cellBudgetS} s`);
-  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'time / TF.js full', 'runs / note'], rows));
+  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'TF.js full ÷ this', 'runs / note'], rows));
   console.log('growth exponent of time vs L (least squares on log-log, measured points only):');
   for (const [k, e] of Object.entries(exponents)) console.log(`  ${k}: ${e === null ? '- (fewer than 2 points)' : e.toFixed(2)}`);
   return summary;

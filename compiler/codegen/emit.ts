@@ -18,7 +18,7 @@ import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
-import { axisStride, stridedView, type StridedView } from './views.ts';
+import { axisStride, viewOf, type View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
@@ -209,8 +209,21 @@ export class KernelWriter {
     return this.wide ? (/^[A-Za-z0-9_.]+$/.test(expr) ? expr : `(${expr})`) : this.bind(expr, 'i');
   }
 
-  /** Buffer index of a strided view at per-axis coordinates (each a variable or literal). */
-  viewIndex(view: StridedView, coords: readonly string[]): string {
+  /**
+   * Buffer index of a view at per-axis coordinates (each a variable or literal). A concat view
+   * selects its piece by the coordinate along the concat axis (all pieces' indices are computed).
+   */
+  viewIndex(view: View, coords: readonly string[]): string {
+    if (view.kind === 'concat') {
+      const c = coords[view.axis]!;
+      const pieces = view.parts.map((p) => {
+        const local = p.begin === 0 ? c : this.bind(`${c} - ${p.begin}`, 'c');
+        return this.index(this.viewIndex(p.view, coords.map((x, a) => (a === view.axis ? local : x))));
+      });
+      let e = pieces[pieces.length - 1]!;
+      for (let i = pieces.length - 2; i >= 0; i--) e = `(${c} < ${view.parts[i + 1]!.begin} ? ${pieces[i]} : ${e})`;
+      return e;
+    }
     const parts: string[] = [];
     view.axes.forEach((factors, axis) => {
       const c = coords[axis]!;
@@ -221,7 +234,8 @@ export class KernelWriter {
         const q = this.div(c, inner);
         const digit = j === 0 ? q : this.mod(q, size);
         inner *= size;
-        if (stride !== 0) parts.push(stride === 1 ? digit : `${digit} * ${stride}`);
+        const term = this.wide ? `(${digit} | 0)` : digit;
+        if (stride !== 0) parts.push(stride === 1 ? term : `${term} * ${stride}`);
       }
     });
     if (view.offset !== 0) parts.push(String(view.offset));
@@ -415,47 +429,65 @@ export class KernelWriter {
     }
     const batchShape = n.shape.slice(0, -2);
     const batchCoords = batch === '0' ? batchShape.map(() => '0') : this.coords(batch, batchShape);
-    // Operand reads: straight from the buffer at base + p·stride when the operand is a strided
-    // view of one; otherwise the operand's value at its logical flat index.
-    const reader = (id: NodeId, outer: string, outerAxis: number, kAxis: number): ((p: string) => string) => {
-      const decomposed = (): ((p: string) => string) => {
+    // Operand reads, per k segment: straight from the buffer at base + p·stride where the operand
+    // is a view of one (a concat along k, like a look-around window, gives one segment per
+    // piece); otherwise the operand's value at its logical flat index.
+    type Read = (p: string) => string;
+    const segments = (id: NodeId, outer: string, outerAxis: number, kAxis: number): Array<{ begin: number; read: Read }> => {
+      const decomposed = (): Read => {
         const strides = stridesOf(this.graph.node(id).shape);
         const base = this.index(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
         const step = strides[kAxis]!;
         return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
       };
-      const view = stridedView(this.plan, this.root, id);
-      if (view === undefined) return decomposed();
-      const step = axisStride(view, kAxis);
-      if (step === undefined) return decomposed();
+      const view = viewOf(this.graph, (x) => x !== this.root && this.plan.buffers.has(x), id);
+      if (view === undefined) return [{ begin: 0, read: decomposed() }];
       const param = this.params.get(view.buffer);
       if (param === undefined) throw new Error(`codegen internal: buffer %${view.buffer} is not a parameter of this kernel`);
-      const coords = batchCoords.map((c) => c);
-      coords.push(outerAxis === rank - 2 ? outer : '0', outerAxis === rank - 1 ? outer : '0');
-      const baseVar = this.index(this.viewIndex(view, coords));
-      return (p) => {
-        const at = step === 0 ? baseVar : baseVar === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${baseVar} + ${step === 1 ? p : `${p} * ${step}`}`;
-        return this.bind(`${param}[${this.index(at)}]`, 'v');
-      };
+      const coords = [...batchCoords, outerAxis === rank - 2 ? outer : '0', outerAxis === rank - 1 ? outer : '0'];
+      // the pieces along k, each a view whose k axis has one stride
+      const pieces: Array<{ begin: number; view: View }> =
+        view.kind === 'concat' && view.axis === kAxis ? [...view.parts] : [{ begin: 0, view }];
+      if (pieces.some((pc) => axisStride(pc.view, kAxis) === undefined)) return [{ begin: 0, read: decomposed() }];
+      return pieces.map(({ begin, view: pv }) => {
+        const step = axisStride(pv, kAxis)!;
+        const base = this.index(this.viewIndex(pv, coords));
+        // element p of the whole k axis is element p − begin of this piece
+        const shift = begin * step;
+        const origin = shift === 0 ? base : this.index(`${base} - ${shift}`);
+        const read: Read = (p) => {
+          const at = step === 0 ? origin : origin === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${origin} + ${step === 1 ? p : `${p} * ${step}`}`;
+          return this.bind(`${param}[${this.index(at)}]`, 'v');
+        };
+        return { begin, read };
+      });
     };
-    const readA = reader(n.a, row, rank - 2, rank - 1);
-    const readB = reader(n.b, col, rank - 1, rank - 2);
+    const segA = segments(n.a, row, rank - 2, rank - 1);
+    const segB = segments(n.b, col, rank - 1, rank - 2);
+    const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
+    const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
     const acc = this.fresh('acc');
     this.stmt(`let ${acc} = 0.0;`);
-    const term = (p: string): void => {
-      const av = readA(p);
-      const bv = readB(p);
-      this.stmt(`${acc} += ${av} * ${bv};`);
-    };
-    const unroll = Math.min(MATMUL_UNROLL, k);
-    const main = unroll > 0 ? Math.floor(k / unroll) * unroll : 0;
-    if (main > 0) {
-      const p = this.fresh('p');
-      this.loopBy(p, 0, main, unroll, () => {
-        for (let u = 0; u < unroll; u++) term(u === 0 ? p : this.index(`${p} + ${u}`));
-      });
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const [from, to] = [cuts[c]!, cuts[c + 1]!];
+      const readA = pick(segA, from);
+      const readB = pick(segB, from);
+      const term = (p: string): void => {
+        const av = readA(p);
+        const bv = readB(p);
+        this.stmt(`${acc} += ${av} * ${bv};`);
+      };
+      const len = to - from;
+      const unroll = Math.min(MATMUL_UNROLL, len);
+      const main = unroll > 0 ? Math.floor(len / unroll) * unroll : 0;
+      if (main > 0) {
+        const p = this.fresh('p');
+        this.loopBy(p, from, from + main, unroll, () => {
+          for (let u = 0; u < unroll; u++) term(u === 0 ? p : this.index(`${p} + ${u}`));
+        });
+      }
+      for (let p = from + main; p < to; p++) term(String(p));
     }
-    for (let p = main; p < k; p++) term(String(p));
     return acc;
   }
 

@@ -19,10 +19,18 @@
  *   arithmetic (MULTI_INDEX_BUDGET); a computed value reaching them through reshapes and
  *   broadcasts is materialised before the broadcast, at its small size. An operand expanded by a
  *   broadcast is inlined while its cost is at most EXPAND_BUDGET.
+ * - A matmul operand that is a view of one buffer (reshapes, transposes, broadcasts, slices and
+ *   concats of it: compiler/fuse/views.ts) is always inlined, whatever its index arithmetic:
+ *   the kernel resolves the view once per thread and walks the k axis by a stride. A computed
+ *   value reaching a matmul through view ops is materialised before them, so the chain (the
+ *   look-around windows of chunked attention) is read in place rather than copied out.
  */
 import { liveNodes, type Graph } from '../ir/graph.ts';
 import type { Node, NodeId } from '../ir/types.ts';
 import { formatShape, operands } from '../ir/types.ts';
+import { viewOf } from './views.ts';
+
+const VIEW_OPS = new Set(['reshape', 'transpose', 'broadcast', 'slice', 'concat', 'stopGradient']);
 
 export const RECOMPUTE_BUDGET = 8;
 export const EXPAND_BUDGET = 8;
@@ -172,6 +180,19 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     };
     if ((uses.get(n.id) ?? []).some((u) => u.kind === 'multi' || viaRemap(u))) feedsMulti.add(n.id);
   }
+  // Nodes whose value reaches a matmul operand through view ops only.
+  const feedsMatmulView = new Set<NodeId>();
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i]!;
+    if (!live.has(n.id)) continue;
+    const reaches = (uses.get(n.id) ?? []).some((u) => {
+      const op = graph.node(u.consumer).op;
+      return op === 'matmul' || (VIEW_OPS.has(op) && feedsMatmulView.has(u.consumer));
+    });
+    if (reaches) feedsMatmulView.add(n.id);
+  }
+  const viaViewOp = (id: NodeId): boolean =>
+    (uses.get(id) ?? []).some((u) => VIEW_OPS.has(graph.node(u.consumer).op) && feedsMatmulView.has(u.consumer));
   const beforeBroadcast = (id: NodeId): boolean =>
     (uses.get(id) ?? []).some((u) => {
       const op = graph.node(u.consumer).op;
@@ -205,13 +226,17 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
       if (!fusable) source = 'kernel';
     }
     if (source === undefined) {
+      // a pure view of a buffer is free to inline into a matmul (resolved once per thread)
+      let matmulView: boolean | undefined;
+      const isMatmulView = () => (matmulView ??= c === 0 && viewOf(graph, (id) => buffers.has(id), n.id) !== undefined);
+      const multiTooCostly = (u: { consumer: NodeId }) =>
+        c > 0 || (ic > MULTI_INDEX_BUDGET && !(graph.node(u.consumer).op === 'matmul' && isMatmulView()));
       const materialise =
         (us.length > 1 && c > RECOMPUTE_BUDGET) ||
         (c > 0 && n.op !== 'broadcast' && n.op !== 'reshape' && beforeBroadcast(n.id)) ||
-        us.some(
-          (u) => (u.kind === 'multi' && (c > 0 || ic > MULTI_INDEX_BUDGET)) || (u.kind === 'expand' && c > EXPAND_BUDGET),
-        ) ||
-        s > MAX_INLINED_NODES;
+        ((c > 0 || ic > 0) && !VIEW_OPS.has(n.op) && viaViewOp(n.id)) ||
+        us.some((u) => (u.kind === 'multi' && multiTooCostly(u)) || (u.kind === 'expand' && c > EXPAND_BUDGET)) ||
+        (s > MAX_INLINED_NODES && !isMatmulView());
       if (materialise) source = 'kernel';
     }
     if (source !== undefined) {

@@ -5,13 +5,15 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stridedView } from '../../compiler/codegen/views.ts';
+import { stridedView } from '../../compiler/fuse/views.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
 import { evaluate, hostTensor, stridesOf } from '../../compiler/reference/evaluate.ts';
 import type { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { expectMatchesReference, openRunners, values } from './support.ts';
+import { chunk, lookAround } from '../../reformer/attention/chunks.ts';
+
 
 let runners: CompiledRunner[] = [];
 beforeAll(async () => {
@@ -63,7 +65,8 @@ describe('strided views', () => {
         const y = viewChain(x, steps);
         const consumer = P.unary('exp', y); // y fuses into it, so y is a chain, not a buffer
         g.outputs = [consumer.id];
-        const view = stridedView(planKernels(g), consumer.id, y.id);
+        const plan = planKernels(g);
+        const view = stridedView(g, (id) => id !== consumer.id && plan.buffers.has(id), y.id);
         const n = shape.reduce((a, b) => a * b, 1);
         const data = Float64Array.from({ length: n }, (_, i) => i);
         const ref = evaluate(g, { x: hostTensor(shape, data) }, [y.id])[0]!;
@@ -98,8 +101,9 @@ describe('strided views', () => {
     const consumer = P.binary('add', P.reshape(y, [4, 3]), z);
     g.outputs = [consumer.id];
     const plan = planKernels(g);
-    expect(stridedView(plan, consumer.id, y.id)?.axes).toEqual([[{ size: 4, stride: 1 }, { size: 3, stride: 4 }]]);
-    expect(stridedView(plan, consumer.id, z.id)).toBeUndefined();
+    const isBuffer = (id: number) => id !== consumer.id && plan.buffers.has(id);
+    expect(stridedView(g, isBuffer, y.id)?.axes).toEqual([[{ size: 4, stride: 1 }, { size: 3, stride: 4 }]]);
+    expect(stridedView(g, isBuffer, z.id)).toBeUndefined();
   });
 
   it('compiled matmuls over view-chain operands equal the reference', async () => {
@@ -120,6 +124,38 @@ describe('strided views', () => {
         };
         for (const r of runners) await expectMatchesReference(r, g, feeds);
       }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('look-around windows (concats of rolled chunks) are read in place by matmuls, along k or not', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 0, max: 2 }),
+        fc.integer({ min: 0, max: 1 }),
+        fc.integer({ min: 1, max: 1000 }),
+        async (nC, c, d, before, after, seed) => {
+          const g = new Graph();
+          const x = g.input('x', [2, nC * c, d]);
+          const q = g.input('q', [2, nC, c, d]);
+          const win = lookAround(chunk(x, 1, c), 1, before, after); // [2, nC, w, d]
+          const logits = P.matmul(q, P.transpose(win, [0, 1, 3, 2])); // window along n
+          const out = P.matmul(logits, win); // window along k: one loop segment per piece
+          g.outputs = [out.id];
+          const plan = planKernels(g);
+          expect([...plan.buffers.keys()].some((id) => g.node(id).op === 'concat')).toBe(false);
+          const w = c * (before + 1 + after);
+          const feeds = {
+            x: hostTensor([2, nC * c, d], values(2 * nC * c * d, seed)),
+            q: hostTensor([2, nC, c, d], values(2 * nC * c * d, seed + 1)),
+          };
+          expect(logits.shape).toEqual([2, nC, c, w]);
+          for (const r of runners) await expectMatchesReference(r, g, feeds);
+        },
+      ),
       { numRuns: 15 },
     );
   });
