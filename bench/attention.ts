@@ -29,6 +29,8 @@ import { causalMask, tfAttentionFwdBwd, type Tf } from './support/tfjs-attention
 const N_HEADS = 4;
 const D_HEAD = 64;
 const D_MODEL = N_HEADS * D_HEAD;
+/** The most a wasm32 module (TF.js-wasm) can address. */
+const WASM32_HEAP_BYTES = 4 * 2 ** 30;
 /** Score-matrix copies alive in full attention fwd+bwd: logits, probabilities, their cotangent. */
 const FULL_COPIES = 3;
 
@@ -202,6 +204,19 @@ async function run(flags: SuiteFlags): Promise<unknown> {
         log(`${m.name} [${m.runner}] L=${L}: skipped, ${note}`);
         continue;
       }
+      // TF.js-wasm lives in one wasm32 heap (at most 4 GiB); running past it corrupts the module
+      // (and Emscripten's handlers then end the process), so predict the peak first: full
+      // attention memory grows as L², scaled from the last measured cell of this method.
+      const prev = [...cells].reverse().find((c) => c.method === m.name && c.runner === m.runner && c.status === 'ok' && c.peakBytes !== null);
+      if (m.runner === 'tfjs' && prev !== undefined) {
+        const predicted = prev.peakBytes! * (L / prev.L) ** 2;
+        if (predicted > WASM32_HEAP_BYTES) {
+          const note = `predicted peak ${(predicted / 2 ** 30).toFixed(1)} GiB (${(prev.peakBytes! / 2 ** 30).toFixed(2)} GiB at L=${prev.L}, ×L²) > the 4 GiB wasm32 heap`;
+          cells.push({ ...base, status: 'skipped (memory)', note });
+          log(`${m.name} [${m.runner}] L=${L}: skipped, ${note}`);
+          continue;
+        }
+      }
       try {
         const cell = await m.prepare(L);
         const t0 = performance.now();
@@ -238,6 +253,12 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   }
 
   const tfAt = (L: number) => cells.find((c) => c.runner === 'tfjs' && c.L === L && c.status === 'ok')?.medianS ?? null;
+  // Where TF.js could not run, an estimate from its fitted growth (labelled as such everywhere).
+  const tfPoints = cells.filter((c) => c.runner === 'tfjs' && c.status === 'ok').map((c) => [c.L, c.medianS!] as const);
+  const tfExponent = growthExponent(tfPoints);
+  const tfLast = tfPoints[tfPoints.length - 1];
+  const tfEstimate = (L: number): number | null =>
+    tfAt(L) === null && tfExponent !== null && tfLast !== undefined && L > tfLast[0] ? tfLast[1] * (L / tfLast[0]) ** tfExponent : null;
   const key = (c: AttentionCell) => `${c.method} [${c.runner}]`;
   const exponents = Object.fromEntries(
     [...new Set(cells.map(key))].map((k) => [
@@ -252,6 +273,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     config: { nHeads: N_HEADS, dHead: D_HEAD, dModel: D_MODEL, batch: 1, causal: true, lengths, refMaxLen, fullMaxLen, budgetBytes, cellBudgetS },
     cells,
     exponents,
+    tfjsEstimates: Object.fromEntries(lengths.flatMap((L) => (tfEstimate(L) === null ? [] : [[L, tfEstimate(L)]]))),
   };
   if (flags.json) {
     console.log(JSON.stringify(summary, null, 2));
@@ -262,19 +284,26 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     .sort((a, b) => a.L - b.L)
     .map((c) => {
       const tfs = tfAt(c.L);
+      const est = tfEstimate(c.L);
       return [
         String(c.L),
         key(c),
         c.status === 'ok' ? fmt(c.medianS, 3) : c.status,
         fmt(c.peakBytes === null ? null : c.peakBytes / 2 ** 20, 1),
         c.status === 'ok' && tfs !== null ? fmt(tfs / c.medianS!, 2) : '-',
+        c.status === 'ok' && est !== null && c.runner !== 'tfjs' ? `~${fmt(est / c.medianS!, 1)}` : '-',
         c.status === 'ok' ? `${c.runs}` : (c.note ?? ''),
       ];
     });
   const m0 = summary.machine;
   console.log(`attention benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}; gpu.js ${summary.gpujs}, TF.js wasm simd=${features.simd} threads=${features.threads}`);
   console.log(`one causal layer, fwd+bwd, B=1, d_model=${D_MODEL}, ${N_HEADS} heads × dK ${D_HEAD}; memory budget ${(budgetBytes / 2 ** 30).toFixed(0)} GiB, cell budget ${cellBudgetS} s`);
-  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'TF.js full ÷ this', 'runs / note'], rows));
+  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'TF.js full ÷ this', 'est. TF.js ÷ this', 'runs / note'], rows));
+  if (tfExponent !== null && tfLast !== undefined) {
+    console.log(
+      `est.: where TF.js could not run, its time extrapolated from L=${tfLast[0]} with its fitted exponent ${tfExponent.toFixed(2)} (an estimate, not a measurement)`,
+    );
+  }
   console.log('growth exponent of time vs L (least squares on log-log, measured points only):');
   for (const [k, e] of Object.entries(exponents)) console.log(`  ${k}: ${e === null ? '- (fewer than 2 points)' : e.toFixed(2)}`);
   return summary;
