@@ -204,6 +204,19 @@ export class KernelWriter {
     return parts.length === 0 ? '0' : parts.length === 1 ? parts[0]! : `(${parts.join(' + ')})`;
   }
 
+  /**
+   * An index reused many times (a loop's base): bound once. In wide mode a local would be a
+   * float, so it is held as two exact float locals, hi·4096 + lo, rebuilt in i32 at each use
+   * (two conversions, a multiply and an add instead of the whole inline expression).
+   */
+  hold(expr: string): string {
+    if (!this.wide) return this.index(expr);
+    if (/^[A-Za-z0-9_.]+$/.test(expr)) return expr;
+    const hi = this.div(`(${expr})`, 4096);
+    const lo = this.bind(`(${expr}) - (${hi} | 0) * 4096`, 'c');
+    return `((${hi} | 0) * 4096 + (${lo} | 0))`;
+  }
+
   /** Binds an index expression; in wide mode indices stay inline (a local would be float). */
   index(expr: string): string {
     return this.wide ? (/^[A-Za-z0-9_.]+$/.test(expr) ? expr : `(${expr})`) : this.bind(expr, 'i');
@@ -436,7 +449,7 @@ export class KernelWriter {
     const segments = (id: NodeId, outer: string, outerAxis: number, kAxis: number): Array<{ begin: number; read: Read }> => {
       const decomposed = (): Read => {
         const strides = stridesOf(this.graph.node(id).shape);
-        const base = this.index(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
+        const base = this.hold(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
         const step = strides[kAxis]!;
         return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
       };
@@ -451,10 +464,10 @@ export class KernelWriter {
       if (pieces.some((pc) => axisStride(pc.view, kAxis) === undefined)) return [{ begin: 0, read: decomposed() }];
       return pieces.map(({ begin, view: pv }) => {
         const step = axisStride(pv, kAxis)!;
-        const base = this.index(this.viewIndex(pv, coords));
+        const base = this.viewIndex(pv, coords);
         // element p of the whole k axis is element p − begin of this piece
         const shift = begin * step;
-        const origin = shift === 0 ? base : this.index(`${base} - ${shift}`);
+        const origin = this.hold(shift === 0 ? base : `${base} - ${shift}`);
         const read: Read = (p) => {
           const at = step === 0 ? origin : origin === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${origin} + ${step === 1 ? p : `${p} * ${step}`}`;
           return this.bind(`${param}[${this.index(at)}]`, 'v');

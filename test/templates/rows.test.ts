@@ -52,7 +52,17 @@ describe.each(BACKENDS)('row templates on %s', (mode) => {
         expect(ln.backend()).toBe(mode);
         ln.destroy();
         const want = layerNormRef(xs, g, b, s.rows, s.cols, 1e-5);
-        return worstRelErr(got, want, (i) => 1 + Math.abs(want[i]!)) <= 1e-4;
+        // float32 centring loses ~2^-24·max|x| per element, amplified by 1/std: nearly constant
+        // rows of large values (e.g. [-39.99994, -39.92444]) are ill-conditioned for any float32
+        // LayerNorm, so the scale carries that amplification (negligible for ordinary rows)
+        const amplification = (i: number) => {
+          const r = Math.floor(i / s.cols);
+          const row = Array.from(xs.subarray(r * s.cols, (r + 1) * s.cols));
+          const mean = row.reduce((a, v) => a + v, 0) / s.cols;
+          const rstd = 1 / Math.sqrt(row.reduce((a, v) => a + (v - mean) ** 2, 0) / s.cols + 1e-5);
+          return rstd * Math.max(...row.map(Math.abs)) * Math.abs(g[i % s.cols]!);
+        };
+        return worstRelErr(got, want, (i) => 1 + Math.abs(want[i]!) + 0.01 * amplification(i)) <= 1e-4;
       }),
       { numRuns: 30 },
     );
