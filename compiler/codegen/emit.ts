@@ -18,7 +18,7 @@ import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
-import { axisStride, viewOf, type View } from '../fuse/views.ts';
+import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
@@ -62,28 +62,43 @@ export class KernelWriter {
   ) {
     this.grid = options.grid;
     this.wide = options.wide ?? false;
+    // 2-D launches put at least 4 cells on x, so thread.y stays below a quarter of the output
+    if (this.wide && sizeOf(plan.graph.node(root).shape) / 4 <= FLOAT32_EXACT_INT) this.small.add('this.thread.y');
   }
 
   readonly grid?: { readonly index: string; readonly cols: number };
   readonly wide: boolean;
 
+  /** Index values known to be below 2^24 (exact as float locals): coordinates, small remainders. */
+  private readonly small = new Set<string>();
+
+  private isSmall(x: string): boolean {
+    return !this.wide || /^\(?[0-9]+\)?$/.test(x) || this.small.has(x);
+  }
+
   /**
-   * ⌊x / d⌋ for an integer x ≥ 0 (a local below 2^24, or in wide mode any i32 expression whose
-   * quotient is below 2^24) and a constant d ≥ 1.
+   * ⌊x / d⌋ for an integer x ≥ 0 and a constant d ≥ 1. In wide mode, an x not known to be below
+   * 2^24 (an inline i32 expression) takes a float estimate corrected once in i32; the quotient
+   * must be below 2^24 (it is a coordinate).
    */
   div(x: string, d: number): string {
     if (d === 1) return x;
-    if (!this.wide) return this.bind(`Math.floor(${x} / ${d})`, 'c');
+    if (this.isSmall(x)) return this.markSmall(this.bind(`Math.floor(${x} / ${d})`, 'c'));
     // the float quotient of a rounded x is off by a few units at most; the i32 remainder fixes it
     const q0 = this.bind(`Math.floor(${x} / ${d})`, 'c');
-    return this.bind(`${q0} + Math.floor((${x} - (${q0} | 0) * ${d}) / ${d})`, 'c');
+    return this.markSmall(this.bind(`${q0} + Math.floor((${x} - (${q0} | 0) * ${d}) / ${d})`, 'c'));
   }
 
-  /** x mod d for an integer x ≥ 0 below 2^24 (or in wide mode, with x / d below 2^24). */
+  /** x mod d for an integer x ≥ 0 (in wide mode, with x / d below 2^24). */
   mod(x: string, d: number): string {
     if (d === 1) return '0';
-    if (!this.wide) return this.bind(`${x} % ${d}`, 'c');
-    return this.bind(`${x} - (${this.div(x, d)} | 0) * ${d}`, 'c');
+    if (this.isSmall(x)) return this.markSmall(this.bind(`${x} % ${d}`, 'c'));
+    return this.markSmall(this.bind(`${x} - (${this.div(x, d)} | 0) * ${d}`, 'c'));
+  }
+
+  private markSmall(x: string): string {
+    if (this.wide) this.small.add(x);
+    return x;
   }
 
   /** A float-typed integer (a clamp result, a position read from a buffer) as an index term. */
@@ -157,7 +172,11 @@ export class KernelWriter {
   /** Row-major coordinates of flat index `idx` in `shape` (size-1 axes are the literal 0). */
   coords(idx: string, shape: Shape): string[] {
     const strides = stridesOf(shape);
-    if (this.wide) return this.peel(idx, shape, strides);
+    if (this.wide && !this.isSmall(idx)) {
+      // an index into a tensor of at most 2^24 elements is exact as a float local
+      if (sizeOf(shape) > FLOAT32_EXACT_INT) return this.peel(idx, shape, strides);
+      idx = this.markSmall(this.bind(idx, 'c'));
+    }
     return shape.map((d, axis) => {
       if (d === 1) return '0';
       const key = `coord:${idx}:${shape.join(',')}:${axis}`;
@@ -185,7 +204,7 @@ export class KernelWriter {
       const c = this.div(rest, s);
       if (s > 1) {
         const next = `${rest} - (${c} | 0) * ${s}`;
-        rest = s <= FLOAT32_EXACT_INT ? this.bind(next, 'c') : `(${next})`;
+        rest = s <= FLOAT32_EXACT_INT ? this.markSmall(this.bind(next, 'c')) : `(${next})`;
       }
       return c;
     });
@@ -209,9 +228,11 @@ export class KernelWriter {
    * float, so it is held as two exact float locals, hi·4096 + lo, rebuilt in i32 at each use
    * (two conversions, a multiply and an add instead of the whole inline expression).
    */
-  hold(expr: string): string {
+  hold(expr: string, limit?: number): string {
     if (!this.wide) return this.index(expr);
     if (/^[A-Za-z0-9_.]+$/.test(expr)) return expr;
+    // an index into a buffer of at most 2^24 elements is exact as a float local
+    if (limit !== undefined && limit <= FLOAT32_EXACT_INT) return this.markSmall(this.bind(expr, 'i'));
     const hi = this.div(`(${expr})`, 4096);
     const lo = this.bind(`(${expr}) - (${hi} | 0) * 4096`, 'c');
     return `((${hi} | 0) * 4096 + (${lo} | 0))`;
@@ -446,10 +467,13 @@ export class KernelWriter {
     // is a view of one (a concat along k, like a look-around window, gives one segment per
     // piece); otherwise the operand's value at its logical flat index.
     type Read = (p: string) => string;
-    const segments = (id: NodeId, outer: string, outerAxis: number, kAxis: number): Array<{ begin: number; read: Read }> => {
+    /** A view operand walked by digits of its k factors: buffer index = origin + Σ digitⱼ·strideⱼ. */
+    type Walk = { origin: string; factors: readonly Factor[]; param: string };
+    type Segment = { begin: number; read: Read; walk?: Walk };
+    const segments = (id: NodeId, outer: string, outerAxis: number, kAxis: number): Segment[] => {
       const decomposed = (): Read => {
         const strides = stridesOf(this.graph.node(id).shape);
-        const base = this.hold(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]));
+        const base = this.hold(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]), sizeOf(this.graph.node(id).shape));
         const step = strides[kAxis]!;
         return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
       };
@@ -461,22 +485,45 @@ export class KernelWriter {
       // the pieces along k, each a view whose k axis has one stride
       const pieces: Array<{ begin: number; view: View }> =
         view.kind === 'concat' && view.axis === kAxis ? [...view.parts] : [{ begin: 0, view }];
-      if (pieces.some((pc) => axisStride(pc.view, kAxis) === undefined)) return [{ begin: 0, read: decomposed() }];
+      const limit = sizeOf(this.graph.node(view.buffer).shape);
+      const originOf = (pv: View, shift: number): string => {
+        // wide mode: the lane coordinate (thread.x, an i32) stays out of the held base, so the
+        // lanes' indices are `base + thread.x·stride`, not rebuilt from float locals per read
+        const laneStride = this.wide && outer === 'this.thread.x' ? axisStride(pv, outerAxis) : undefined;
+        const base = this.viewIndex(pv, laneStride === undefined ? coords : coords.map((c) => (c === outer ? '0' : c)));
+        const held = this.hold(shift === 0 ? base : `${base} - ${shift}`, limit);
+        if (laneStride === undefined || laneStride === 0) return held;
+        return held === '0' ? `this.thread.x * ${laneStride}` : `${held} + this.thread.x * ${laneStride}`;
+      };
+      if (pieces.some((pc) => axisStride(pc.view, kAxis) === undefined)) {
+        // a k axis made of several factors (heads merged back into the model width): walkable
+        // by nested loops when it is one piece; the flat read stays as the fallback
+        const only = pieces.length === 1 ? pieces[0]!.view : undefined;
+        if (only?.kind !== 'strided') return [{ begin: 0, read: decomposed() }];
+        let fallback: Read | undefined;
+        const read: Read = (p) => (fallback ??= decomposed())(p);
+        return [{ begin: 0, read, walk: { origin: originOf(only, 0), factors: only.axes[kAxis]!, param } }];
+      }
       return pieces.map(({ begin, view: pv }) => {
         const step = axisStride(pv, kAxis)!;
-        const base = this.viewIndex(pv, coords);
         // element p of the whole k axis is element p − begin of this piece
-        const shift = begin * step;
-        const origin = this.hold(shift === 0 ? base : `${base} - ${shift}`);
+        const origin = originOf(pv, begin * step);
         const read: Read = (p) => {
           const at = step === 0 ? origin : origin === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${origin} + ${step === 1 ? p : `${p} * ${step}`}`;
           return this.bind(`${param}[${this.index(at)}]`, 'v');
         };
-        return { begin, read };
+        const walk = pieces.length === 1 ? { origin, factors: k === 1 ? [] : [{ size: k, stride: step }], param } : undefined;
+        return { begin, read, ...(walk ? { walk } : {}) };
       });
     };
     const segA = segments(n.a, row, rank - 2, rank - 1);
     const segB = segments(n.b, col, rank - 1, rank - 2);
+    const walkA = segA.length === 1 ? segA[0]!.walk : undefined;
+    const walkB = segB.length === 1 ? segB[0]!.walk : undefined;
+    if (walkA && walkB && (walkA.factors.length > 1 || walkB.factors.length > 1)) {
+      const digits = commonFactors(walkA.factors, walkB.factors);
+      if (digits !== undefined) return this.walkedDot(walkA, walkB, digits);
+    }
     const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
     const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
     const acc = this.fresh('acc');
@@ -504,6 +551,48 @@ export class KernelWriter {
     return acc;
   }
 
+  /**
+   * Σₖ A·B with k split into nested loops over `digits` (outermost first; the innermost unrolled),
+   * each operand advancing by its own stride per digit. Summation order is k's order.
+   */
+  private walkedDot(
+    a: { origin: string; param: string },
+    b: { origin: string; param: string },
+    digits: ReadonlyArray<{ size: number; sa: number; sb: number }>,
+  ): string {
+    const acc = this.fresh('acc');
+    this.stmt(`let ${acc} = 0.0;`);
+    const offset = (origin: string, terms: readonly string[]): string =>
+      [origin, ...terms].filter((t) => t !== '0' && t !== '').join(' + ') || '0';
+    const level = (d: number, termsA: readonly string[], termsB: readonly string[]): void => {
+      const { size, sa, sb } = digits[d]!;
+      const term = (v: string): [string, string] => [sa === 0 ? '' : sa === 1 ? v : `${v} * ${sa}`, sb === 0 ? '' : sb === 1 ? v : `${v} * ${sb}`];
+      if (d < digits.length - 1) {
+        const v = this.fresh('q');
+        this.loop(v, 0, size, () => {
+          const [ta, tb] = term(v);
+          level(d + 1, [...termsA, ta], [...termsB, tb]);
+        });
+        return;
+      }
+      const step = (p: string): void => {
+        const [ta, tb] = term(p);
+        const av = this.bind(`${a.param}[${this.index(offset(a.origin, [...termsA, ta]))}]`, 'v');
+        const bv = this.bind(`${b.param}[${this.index(offset(b.origin, [...termsB, tb]))}]`, 'v');
+        this.stmt(`${acc} += ${av} * ${bv};`);
+      };
+      const unroll = Math.min(MATMUL_UNROLL, size);
+      const main = Math.floor(size / unroll) * unroll;
+      const p = this.fresh('p');
+      this.loopBy(p, 0, main, unroll, () => {
+        for (let u = 0; u < unroll; u++) step(u === 0 ? p : `(${p} + ${u})`);
+      });
+      for (let r = main; r < size; r++) step(String(r));
+    };
+    level(0, [], []);
+    return acc;
+  }
+
   /** The kernel function text: `function (b0, b3) { ...; return v; }`. */
   finish(paramNames: readonly string[], result: string): string {
     return [`function (${paramNames.join(', ')}) {`, ...this.lines, `  return ${result};`, '}'].join('\n');
@@ -512,4 +601,30 @@ export class KernelWriter {
 
 export function elementCount(n: Node): number {
   return sizeOf(n.shape);
+}
+
+/**
+ * The common refinement of two factorisations of one axis (outermost first), as digits with each
+ * side's stride, or undefined when their cut points do not nest (a factor boundary of one side
+ * falls unevenly inside a factor of the other).
+ */
+export function commonFactors(
+  a: readonly Factor[],
+  b: readonly Factor[],
+): Array<{ size: number; sa: number; sb: number }> | undefined {
+  const ra = [...a].reverse();
+  const rb = [...b].reverse();
+  const out: Array<{ size: number; sa: number; sb: number }> = [];
+  while (ra.length > 0 && rb.length > 0) {
+    const fa = ra[0]!;
+    const fb = rb[0]!;
+    const m = Math.min(fa.size, fb.size);
+    if (fa.size % m !== 0 || fb.size % m !== 0) return undefined;
+    out.push({ size: m, sa: fa.stride, sb: fb.stride });
+    if (fa.size === m) ra.shift();
+    else ra[0] = { size: fa.size / m, stride: fa.stride * m };
+    if (fb.size === m) rb.shift();
+    else rb[0] = { size: fb.size / m, stride: fb.stride * m };
+  }
+  return ra.length === 0 && rb.length === 0 ? out.reverse() : undefined;
 }

@@ -90,7 +90,7 @@ function axisSplit(shape: readonly number[], axis: number): { len: number; inner
 /** `base` = flat index of (o, 0, i) for the thread's output index over a shape whose axis has size `outLen`. */
 function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, outer: number): string {
   const [o, , i] = w.coords('this.thread.x', [outer, outLen, inner]);
-  return w.hold(w.flat([o!, i!], [len * inner, 1]));
+  return w.hold(w.flat([o!, i!], [len * inner, 1]), outer * len * inner);
 }
 
 /**

@@ -88,7 +88,7 @@ function rowOf(w: KernelWriter, layout: SortLayout): { r: string; rowBase: strin
   const { outer, len, inner } = layout;
   if (len === 1) return { r: '0', rowBase: x };
   const [o, r, i] = w.coords(x, [outer, len, inner]);
-  return { r: r!, rowBase: w.hold(w.flat([o!, i!], [len * inner, 1])) };
+  return { r: r!, rowBase: w.hold(w.flat([o!, i!], [len * inner, 1]), outer * len * inner) };
 }
 
 /**
@@ -259,7 +259,7 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
   const sw = writer(base);
   const x = 'this.thread.x';
   const [ko, j, ki] = sw.coords(x, [kl.outer, lenOut + 1, kl.inner]) as [string, string, string];
-  const kBase = sw.hold(sw.flat([ko, ki], [kl.len * kl.inner, 1]));
+  const kBase = sw.hold(sw.flat([ko, ki], [kl.len * kl.inner, 1]), kl.outer * kl.len * kl.inner);
   sw.stmt('let lo = 0.0;');
   sw.stmt(`let hi = ${kl.len}.0;`);
   sw.loop('step', 0, searchSteps(kl.len), () => {
@@ -293,12 +293,12 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
   // the key view's row (o', ·, i'): its sorted order at [o', ·, i'], its segment starts at [o', j, i']
   const oK = src.keyRow(aw, oc);
   const iK = kl.inner === 1 ? '0' : i;
-  const row = aw.hold(aw.flat([oK, iK], [kl.len * kl.inner, 1]));
+  const row = aw.hold(aw.flat([oK, iK], [kl.len * kl.inner, 1]), kl.outer * kl.len * kl.inner);
   const sIdx = aw.index(aw.flat([oK, jj, iK], [(lenOut + 1) * kl.inner, kl.inner, 1]));
   const first = aw.int(aw.bind(`${scratchParam(starts)}[${sIdx}]`, 'first'));
   const end = aw.int(aw.bind(`${scratchParam(starts)}[${aw.index(`${sIdx} + ${kl.inner}`)}]`, 'end'));
   aw.stmt('let acc = 0.0;');
-  const updBase = aw.hold(aw.flat([o, i], [lenIn * inner, 1]));
+  const updBase = aw.hold(aw.flat([o, i], [lenIn * inner, 1]), outer * lenIn * inner);
   aw.loop('s', 0, lenIn, () => {
     aw.stmt(`if (${first} + s >= ${end}) {`);
     aw.stmt('  break;');

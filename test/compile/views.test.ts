@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stridedView } from '../../compiler/fuse/views.ts';
+import { commonFactors } from '../../compiler/codegen/emit.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
@@ -158,5 +159,39 @@ describe('strided views', () => {
       ),
       { numRuns: 15 },
     );
+  });
+
+  it('matmuls over merged heads (a k axis of several factors) walk it with nested loops', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 1000 }), async (h, d, L, n, seed) => {
+        const g = new Graph();
+        const heads = g.input('heads', [1, h, L, d]);
+        const merged = P.reshape(P.transpose(heads, [0, 2, 1, 3]), [L, h * d]); // k = (head, d)
+        const w = g.input('w', [h * d, n]);
+        const y = P.matmul(merged, w);
+        const dy = g.input('dy', [L, n]);
+        const dW = P.matmul(P.transpose(merged, [1, 0]), dy); // merged heads as the outer axis
+        g.outputs = [y.id, dW.id];
+        const feeds = {
+          heads: hostTensor([1, h, L, d], values(h * L * d, seed)),
+          w: hostTensor([h * d, n], values(h * d * n, seed + 1)),
+          dy: hostTensor([L, n], values(L * n, seed + 2)),
+        };
+        for (const r of runners) await expectMatchesReference(r, g, feeds);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('commonFactors refines two factorisations of one axis, or refuses uneven cuts', () => {
+    expect(commonFactors([{ size: 4, stride: 100 }, { size: 64, stride: 1 }], [{ size: 256, stride: 3 }])).toEqual([
+      { size: 4, sa: 100, sb: 192 },
+      { size: 64, sa: 1, sb: 3 },
+    ]);
+    expect(commonFactors([{ size: 6, stride: 1 }], [{ size: 2, stride: 10 }, { size: 3, stride: 1 }])).toEqual([
+      { size: 2, sa: 3, sb: 10 },
+      { size: 3, sa: 1, sb: 1 },
+    ]);
+    expect(commonFactors([{ size: 2, stride: 6 }, { size: 6, stride: 1 }], [{ size: 3, stride: 4 }, { size: 4, stride: 1 }])).toBeUndefined();
   });
 });
