@@ -58,16 +58,23 @@ export class KernelWriter {
       readonly grid?: { readonly index: string; readonly cols: number };
       /** Exact i32 index arithmetic (see the file comment); needed beyond 2^24 elements. */
       readonly wide?: boolean;
+      /**
+       * Wide mode: index values below this are held in float locals (2^24, where float32 stops
+       * being exact). Tests lower it so the i32 paths run at small sizes.
+       */
+      readonly exactBelow?: number;
     } = {},
   ) {
     this.grid = options.grid;
     this.wide = options.wide ?? false;
+    this.exactBelow = options.exactBelow ?? FLOAT32_EXACT_INT;
     // 2-D launches put at least 4 cells on x, so thread.y stays below a quarter of the output
-    if (this.wide && sizeOf(plan.graph.node(root).shape) / 4 <= FLOAT32_EXACT_INT) this.small.add('this.thread.y');
+    if (this.wide && sizeOf(plan.graph.node(root).shape) / 4 <= this.exactBelow) this.small.add('this.thread.y');
   }
 
   readonly grid?: { readonly index: string; readonly cols: number };
   readonly wide: boolean;
+  private readonly exactBelow: number;
 
   /** Index values known to be below 2^24 (exact as float locals): coordinates, small remainders. */
   private readonly small = new Set<string>();
@@ -99,6 +106,15 @@ export class KernelWriter {
   private markSmall(x: string): string {
     if (this.wide) this.small.add(x);
     return x;
+  }
+
+  /**
+   * A loop counter (or counter + constant) as an index term. gpu.js loop counters are floats
+   * too, so in wide mode they are made i32 before meeting a large base: `base + p` in float
+   * would round above 2^24.
+   */
+  iv(v: string): string {
+    return this.wide && !/^[0-9]+$/.test(v) ? `(${v} | 0)` : v;
   }
 
   /** A float-typed integer (a clamp result, a position read from a buffer) as an index term. */
@@ -174,7 +190,7 @@ export class KernelWriter {
     const strides = stridesOf(shape);
     if (this.wide && !this.isSmall(idx)) {
       // an index into a tensor of at most 2^24 elements is exact as a float local
-      if (sizeOf(shape) > FLOAT32_EXACT_INT) return this.peel(idx, shape, strides);
+      if (sizeOf(shape) > this.exactBelow) return this.peel(idx, shape, strides);
       idx = this.markSmall(this.bind(idx, 'c'));
     }
     return shape.map((d, axis) => {
@@ -204,7 +220,7 @@ export class KernelWriter {
       const c = this.div(rest, s);
       if (s > 1) {
         const next = `${rest} - (${c} | 0) * ${s}`;
-        rest = s <= FLOAT32_EXACT_INT ? this.markSmall(this.bind(next, 'c')) : `(${next})`;
+        rest = s <= this.exactBelow ? this.markSmall(this.bind(next, 'c')) : `(${next})`;
       }
       return c;
     });
@@ -232,7 +248,7 @@ export class KernelWriter {
     if (!this.wide) return this.index(expr);
     if (/^[A-Za-z0-9_.]+$/.test(expr)) return expr;
     // an index into a buffer of at most 2^24 elements is exact as a float local
-    if (limit !== undefined && limit <= FLOAT32_EXACT_INT) return this.markSmall(this.bind(expr, 'i'));
+    if (limit !== undefined && limit <= this.exactBelow) return this.markSmall(this.bind(expr, 'i'));
     const hi = this.div(`(${expr})`, 4096);
     const lo = this.bind(`(${expr}) - (${hi} | 0) * 4096`, 'c');
     return `((${hi} | 0) * 4096 + (${lo} | 0))`;
@@ -475,7 +491,7 @@ export class KernelWriter {
         const strides = stridesOf(this.graph.node(id).shape);
         const base = this.hold(this.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]), sizeOf(this.graph.node(id).shape));
         const step = strides[kAxis]!;
-        return (p) => this.value(id, this.index(base === '0' ? `${p} * ${step}` : `${base} + ${p} * ${step}`));
+        return (p) => this.value(id, this.index(base === '0' ? `${this.iv(p)} * ${step}` : `${base} + ${this.iv(p)} * ${step}`));
       };
       const view = viewOf(this.graph, (x) => x !== this.root && this.plan.buffers.has(x), id);
       if (view === undefined) return [{ begin: 0, read: decomposed() }];
@@ -508,7 +524,8 @@ export class KernelWriter {
         const step = axisStride(pv, kAxis)!;
         // element p of the whole k axis is element p − begin of this piece
         const origin = originOf(pv, begin * step);
-        const read: Read = (p) => {
+        const read: Read = (loopP) => {
+          const p = this.iv(loopP);
           const at = step === 0 ? origin : origin === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${origin} + ${step === 1 ? p : `${p} * ${step}`}`;
           return this.bind(`${param}[${this.index(at)}]`, 'v');
         };
@@ -566,7 +583,10 @@ export class KernelWriter {
       [origin, ...terms].filter((t) => t !== '0' && t !== '').join(' + ') || '0';
     const level = (d: number, termsA: readonly string[], termsB: readonly string[]): void => {
       const { size, sa, sb } = digits[d]!;
-      const term = (v: string): [string, string] => [sa === 0 ? '' : sa === 1 ? v : `${v} * ${sa}`, sb === 0 ? '' : sb === 1 ? v : `${v} * ${sb}`];
+      const term = (loopV: string): [string, string] => {
+        const v = this.iv(loopV);
+        return [sa === 0 ? '' : sa === 1 ? v : `${v} * ${sa}`, sb === 0 ? '' : sb === 1 ? v : `${v} * ${sb}`];
+      };
       if (d < digits.length - 1) {
         const v = this.fresh('q');
         this.loop(v, 0, size, () => {
@@ -627,4 +647,9 @@ export function commonFactors(
     else rb[0] = { size: fb.size / m, stride: fb.stride * m };
   }
   return ra.length === 0 && rb.length === 0 ? out.reverse() : undefined;
+}
+
+/** KernelWriter index options from a group's index mode: 0 (float indices) or wide below a limit. */
+export function indexing(mode: number): { wide: boolean; exactBelow?: number } {
+  return mode === 0 ? { wide: false } : { wide: true, exactBelow: mode };
 }

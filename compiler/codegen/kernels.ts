@@ -15,7 +15,7 @@ import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
-import { KernelWriter } from './emit.ts';
+import { indexing, KernelWriter } from './emit.ts';
 import { FLOAT32_EXACT_INT, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
 
@@ -30,9 +30,9 @@ export function needsWideIndices(plan: KernelPlan, group: KernelGroup): boolean 
   return [group.root, ...group.fused, ...group.reads].some((id) => sizeOf(plan.graph.node(id).shape) > FLOAT32_EXACT_INT);
 }
 
-function simple(plan: KernelPlan, group: KernelGroup, wide: boolean, body: (w: KernelWriter) => string): KernelSource {
+function simple(plan: KernelPlan, group: KernelGroup, wide: number, body: (w: KernelWriter) => string): KernelSource {
   const params = paramsOf(group.reads);
-  const w = new KernelWriter(plan, group.root, params, { wide });
+  const w = new KernelWriter(plan, group.root, params, indexing(wide));
   const result = body(w);
   const size = sizeOf(plan.graph.node(group.root).shape);
   return {
@@ -62,13 +62,13 @@ function gridFor(plan: KernelPlan, group: KernelGroup): { cols: number; rows: nu
   return { cols, rows: sizeOf(shape) / cols };
 }
 
-function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }, wide: boolean): KernelSource {
+function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }, wide: number): KernelSource {
   const params = paramsOf(group.reads);
   const index = 'i_flat';
   // a local would be float-typed: in wide mode the flat index stays an inline i32 expression
-  const flatIndex = wide ? `(this.thread.y * ${grid.cols} + this.thread.x)` : index;
-  const w = new KernelWriter(plan, group.root, params, { grid: { index: flatIndex, cols: grid.cols }, wide });
-  if (!wide) w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
+  const flatIndex = wide > 0 ? `(this.thread.y * ${grid.cols} + this.thread.x)` : index;
+  const w = new KernelWriter(plan, group.root, params, { grid: { index: flatIndex, cols: grid.cols }, ...indexing(wide) });
+  if (wide === 0) w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
   const result = w.value(group.root, flatIndex);
   return {
     name: group.name,
@@ -99,7 +99,7 @@ function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, o
  * index value and the target position are lane-uniform on webasm. The compare is then a real
  * branch and each output reads the updates (a gather) only where the index hits it.
  */
-function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: boolean): KernelSource | undefined {
+function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: number): KernelSource | undefined {
   const g = plan.graph;
   const root = g.node(group.root);
   if (root.op !== 'scatterAdd') return undefined;
@@ -113,7 +113,7 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: boolean): Kerne
   const outerShape = root.shape.slice(0, root.axis);
   const outer = sizeOf(outerShape);
   const params = paramsOf(group.reads);
-  const w = new KernelWriter(plan, group.root, params, { wide });
+  const w = new KernelWriter(plan, group.root, params, indexing(wide));
   const o = outer > 1 ? w.div('this.thread.y', lenOut) : '0';
   const j = lenOut === 1 ? '0' : outer > 1 ? w.mod('this.thread.y', lenOut) : 'this.thread.y';
   const oc = outer > 1 ? w.coords(o, outerShape) : outerShape.map(() => '0');
@@ -126,7 +126,7 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: boolean): Kerne
       const terms = src.shape.map((d, sa) => (d === 1 ? '0' : sa + off === root.axis ? q : oc[sa + off]!));
       const hit = w.value(src.id, w.index(w.flat(terms, srcStrides)));
       w.ifBlock(`${hit} === ${j}`, () => {
-        const at = w.index(`${o === '0' ? '' : `${o} * ${lenIn * inner} + `}${q} * ${inner} + this.thread.x`);
+        const at = w.index(`${o === '0' ? '' : `${w.iv(o)} * ${lenIn * inner} + `}${w.iv(q)} * ${inner} + this.thread.x`);
         w.stmt(`${acc} += ${w.value(root.updates, at)};`);
       });
     });
@@ -146,7 +146,9 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: boolean): Kerne
 
 export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean; wide?: boolean } = {}): KernelSource[] {
   const g = plan.graph;
-  const wide = options.wide === true || needsWideIndices(plan, group);
+  // 0: float indices; otherwise wide mode, holding index values below this in float locals (a
+  // forced wide mode lowers it so tests reach the i32 paths at small sizes)
+  const wide = options.wide === true ? 16 : needsWideIndices(plan, group) ? FLOAT32_EXACT_INT : 0;
   const root = g.node(group.root);
   switch (root.op) {
     case 'reduce':
@@ -156,7 +158,7 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
       return [
         simple(plan, group, wide, (w) => {
           const base = axisBase(w, 1, len, inner, sizeOf(x.shape) / (len * inner));
-          const at = (r: string) => (inner === 1 ? `${base} + ${r}` : `${base} + ${r} * ${inner}`);
+          const at = (r: string) => (inner === 1 ? `${base} + ${w.iv(r)}` : `${base} + ${w.iv(r)} * ${inner}`);
           const first = w.value(root.x, base);
           const acc = w.fresh('acc');
           w.stmt(`let ${acc} = ${first};`);
@@ -202,7 +204,7 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
           if (lenIn > 0) {
             const q = w.fresh('q');
             w.loop(q, 0, lenIn, () => {
-              const at = w.index(inner === 1 ? `${base} + ${q}` : `${base} + ${q} * ${inner}`);
+              const at = w.index(inner === 1 ? `${base} + ${w.iv(q)}` : `${base} + ${w.iv(q)} * ${inner}`);
               const hit = w.value(root.index, at);
               const v = w.value(root.updates, at);
               w.stmt(`if (${hit} === ${j}) {`);

@@ -18,7 +18,7 @@ import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { Node, NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
-import { KernelWriter } from './emit.ts';
+import { indexing, KernelWriter } from './emit.ts';
 import { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 /** Rows up to this length sort by rank counting (two kernels, O(len²) per row). */
@@ -41,12 +41,12 @@ interface KernelBase {
   readonly group: KernelGroup;
   /** Graph buffers the key reader (and updates) need, by parameter name. */
   readonly params: ReadonlyMap<NodeId, string>;
-  /** Exact i32 indices (tensors beyond 2^24 elements); positions within a row stay below 2^24. */
-  readonly wide: boolean;
+  /** Index mode (see groupKernels): 0, or wide with this float-local limit; positions within a row stay below 2^24. */
+  readonly wide: number;
 }
 
 function writer(base: KernelBase, params: ReadonlyMap<NodeId, string> = base.params): KernelWriter {
-  return new KernelWriter(base.plan, base.group.root, params, { wide: base.wide });
+  return new KernelWriter(base.plan, base.group.root, params, indexing(base.wide));
 }
 
 function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
@@ -163,7 +163,7 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   const mine = rw.bind(key(rw, 'this.thread.x'), 'k');
   rw.stmt('let count = 0.0;');
   rw.loop('q', 0, len, () => {
-    const other = rw.bind(key(rw, rw.index(`${rowBase} + q * ${inner}`)), 'k');
+    const other = rw.bind(key(rw, rw.index(`${rowBase} + ${rw.iv('q')} * ${inner}`)), 'k');
     rw.stmt(`if (${other} < ${mine} || (${other} === ${mine} && q < ${self})) {`);
     rw.stmt('  count += 1.0;');
     rw.stmt('}');
@@ -172,7 +172,7 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   const { r: slot, rowBase: sBase } = rowOf(sw, layout);
   sw.stmt('let found = 0.0;');
   sw.loop('q', 0, len, () => {
-    sw.stmt(`if (${scratchParam(rankKey)}[${sBase} + q * ${inner}] === ${slot}) {`);
+    sw.stmt(`if (${scratchParam(rankKey)}[${sw.index(`${sBase} + ${sw.iv('q')} * ${inner}`)}] === ${slot}) {`);
     sw.stmt('  found = q;');
     sw.stmt('}');
   });
@@ -180,7 +180,7 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   return [source(base, rankKey, rw, 'count', [], rankKey, [size]), source(noGraph, `${base.group.name}.select`, sw, 'found', [rankKey], output, [size])];
 }
 
-export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup, wide: boolean): KernelSource[] {
+export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup, wide: number): KernelSource[] {
   const root = plan.graph.node(group.root) as Node & { op: 'argsort' };
   const layout = axisLayout(root.shape, root.axis);
   const base: KernelBase = { plan, group, params: paramsOf(group.reads), wide };
@@ -239,7 +239,7 @@ function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): Index
  * direct loop. `grid`: launch the accumulation `[inner, outer·lenOut]` so a row's segment bounds
  * and positions are lane-uniform (webasm), when inner is a multiple of 4.
  */
-export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid: boolean, wide: boolean): KernelSource[] | undefined {
+export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid: boolean, wide: number): KernelSource[] | undefined {
   const g = plan.graph;
   const root = g.node(group.root) as Node & { op: 'scatterAdd' };
   const lenIn = g.node(root.updates).shape[root.axis]!;
@@ -303,7 +303,7 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
     aw.stmt(`if (${first} + s >= ${end}) {`);
     aw.stmt('  break;');
     aw.stmt('}');
-    const q = aw.int(aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + s) * ${kl.inner}`)}]`, 'q'));
+    const q = aw.int(aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + ${aw.iv('s')}) * ${kl.inner}`)}]`, 'q'));
     const at = aw.index(updBase === '0' ? `${q} * ${inner}` : `${updBase} + ${q} * ${inner}`);
     aw.stmt(`acc += ${aw.value(root.updates, at)};`);
   });

@@ -45,4 +45,34 @@ describe('kernels over more than 2^24 elements', () => {
       for (const c of [0, 1, C - 2, C - 1]) expect(py!.data[k * C + c]).toBe(data[r * C + c]);
     });
   });
+
+  it('loops over a large tensor (reduction, matmul along k with both strides) stay exact', async () => {
+    if (runner === undefined) throw new Error('webasm backend missing: this test needs it');
+    // gpu.js loop counters are floats too: base + r must be formed in i32 beyond 2^24
+    const [R, C] = [4098, 4096];
+    const g = new Graph();
+    const x = g.input('x', [R, C]);
+    const ones = P.broadcastTo(P.constant(g, 1), [C, 4]);
+    const rowSums = P.reduce('sum', x, 1); // [R, 1]
+    const viaMatmul = P.matmul(x, ones); // [R, 4], k walks a row
+    const colSums = P.matmul(P.transpose(x, [1, 0]), P.broadcastTo(P.constant(g, 1), [R, 4])); // k walks a column
+    g.outputs = [rowSums.id, viaMatmul.id, colSums.id];
+    // small integers: every sum is exact in float32, so any misread element shows
+    const data = new Float32Array(R * C);
+    for (let i = 0; i < data.length; i++) data[i] = ((i * 7919) % 13) - 6;
+    const [rs, mm, cs] = await runner.run(g, { x: hostTensor([R, C], data) });
+    const wantRow = new Float64Array(R);
+    const wantCol = new Float64Array(C);
+    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
+      wantRow[r]! += data[r * C + c]!;
+      wantCol[c]! += data[r * C + c]!;
+    }
+    let bad = 0;
+    for (let r = 0; r < R; r++) {
+      if (rs!.data[r] !== wantRow[r]) bad++;
+      for (let j = 0; j < 4; j++) if (mm!.data[r * 4 + j] !== wantRow[r]) bad++;
+    }
+    for (let c = 0; c < C; c++) for (let j = 0; j < 4; j++) if (cs!.data[c * 4 + j] !== wantCol[c]) bad++;
+    expect(bad).toBe(0);
+  });
 });
