@@ -19,7 +19,7 @@ import { InitKey, flattenParams, ops, spec, trace, type Layer } from '../dsl/ind
 import { FullAttention, LSHSelfAttention } from '../reformer/attention/index.ts';
 import { grad } from '../compiler/grad/grad.ts';
 import { hostTensor, type HostTensor } from '../compiler/reference/evaluate.ts';
-import { createRunner } from '../runtime/compiled-runner.ts';
+import { CompiledRunner, createRunner } from '../runtime/compiled-runner.ts';
 import { ReferenceRunner, type GraphRunner } from '../runtime/runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo } from './support/measure.ts';
@@ -29,8 +29,10 @@ import { causalMask, tfAttentionFwdBwd, type Tf } from './support/tfjs-attention
 const N_HEADS = 4;
 const D_HEAD = 64;
 const D_MODEL = N_HEADS * D_HEAD;
-/** The most a wasm32 module (TF.js-wasm) can address. */
+/** The most a wasm32 module (TF.js-wasm, gpu.js webasm) can address. */
 const WASM32_HEAP_BYTES = 4 * 2 ** 30;
+/** Room left for what a module keeps besides our buffers (code, stacks, staging copies). */
+const WASM_RESERVE_BYTES = 512 * 2 ** 20;
 /** Score-matrix copies alive in full attention fwd+bwd: logits, probabilities, their cotangent. */
 const FULL_COPIES = 3;
 
@@ -57,7 +59,7 @@ interface Method {
   /** Full attention needs L×L scores (memory budget applies). */
   quadratic: boolean;
   /** Builds a cell runner for length L: returns a function running fwd+bwd once and the peak bytes it saw. */
-  prepare(L: number): Promise<{ step: () => Promise<void>; peak: () => number | null; dispose: () => void }>;
+  prepare(L: number): Promise<{ step: () => Promise<void>; peak: () => number | null; dispose: () => void; plannedPeak?: number }>;
 }
 
 function rand(n: number, seed: number): Float32Array {
@@ -94,7 +96,10 @@ function ourMethod(name: string, make: () => Layer, runner: GraphRunner, kind: '
       for (const [path, p] of flattenParams(params)) feeds[`params.${path}`] = p;
       const needed = new Set(g.graph.inputNodes().map((n) => n.name));
       for (const k of Object.keys(feeds)) if (!needed.has(k)) delete feeds[k];
+      // the compiled runner's memory plan is known before anything runs
+      const plannedPeak = runner instanceof CompiledRunner ? runner.compiled(g.graph).memory.peakBytes : undefined;
       return {
+        ...(plannedPeak !== undefined ? { plannedPeak } : {}),
         step: async () => {
           const outs = await runner.run(g.graph, feeds);
           if (!Number.isFinite(outs[0]!.data[0]!)) throw new Error(`${name} L=${L}: loss is not finite`);
@@ -219,6 +224,14 @@ async function run(flags: SuiteFlags): Promise<unknown> {
       }
       try {
         const cell = await m.prepare(L);
+        // gpu.js webasm keeps a pipeline's buffers in one wasm32 memory; past it the process dies
+        if (cell.plannedPeak !== undefined && cell.plannedPeak > WASM32_HEAP_BYTES - WASM_RESERVE_BYTES) {
+          const note = `planned peak ${(cell.plannedPeak / 2 ** 30).toFixed(2)} GiB > the 4 GiB wasm32 heap less ${WASM_RESERVE_BYTES / 2 ** 20} MiB`;
+          cells.push({ ...base, status: 'skipped (memory)', peakBytes: cell.plannedPeak, note });
+          log(`${m.name} [${m.runner}] L=${L}: skipped, ${note}`);
+          cell.dispose();
+          continue;
+        }
         const t0 = performance.now();
         await cell.step();
         const firstS = (performance.now() - t0) / 1000;
