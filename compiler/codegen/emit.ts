@@ -212,7 +212,7 @@ export class KernelWriter {
   private peel(idx: string, shape: Shape, strides: readonly number[]): string[] {
     const key = `peel:${idx}:${shape.join(',')}`;
     const hit = this.memo.get(key);
-    if (hit !== undefined) return hit.split('|');
+    if (hit !== undefined) return JSON.parse(hit) as string[];
     let rest = idx;
     const out = shape.map((d, axis) => {
       if (d === 1) return '0';
@@ -224,7 +224,7 @@ export class KernelWriter {
       }
       return c;
     });
-    this.memo.set(key, out.join('|'));
+    this.memo.set(key, JSON.stringify(out));
     return out;
   }
 

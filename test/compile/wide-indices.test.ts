@@ -10,6 +10,9 @@ import * as P from '../../compiler/ir/primitives.ts';
 import { hostTensor } from '../../compiler/reference/evaluate.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends } from './support.ts';
+import { InitKey, ops, spec, trace } from '../../dsl/index.ts';
+import { LSHSelfAttention } from '../../reformer/attention/index.ts';
+import { grad } from '../../compiler/grad/grad.ts';
 
 let runner: CompiledRunner | undefined;
 beforeAll(async () => {
@@ -74,5 +77,23 @@ describe('kernels over more than 2^24 elements', () => {
     }
     for (let c = 0; c < C; c++) for (let j = 0; j < 4; j++) if (cs!.data[c * 4 + j] !== wantCol[c]) bad++;
     expect(bad).toBe(0);
+  });
+
+  it('every kernel of an LSH layer gradient graph is valid source in wide mode (regression: memoised coordinates)', () => {
+    const layer = LSHSelfAttention({ nHeads: 2, dHead: 8, nHashes: 2, chunkLen: 16, causal: true, bucketFactors: 'auto' });
+    const shape = [1, 256, 16];
+    const t = trace(layer, layer.init(new InitKey(3), [spec(shape)]), [{ shape }], { mode: 'train' });
+    const loss = ops.sumAll(t.outputs[0]!);
+    const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.name === 'input0');
+    const g = grad(t.graph, loss.id, wrt.map((n) => n.id));
+    const bad = compile(g.graph, g.graph.outputs, { wide: true }).kernels.filter((k) => {
+      try {
+        new Function(`return ${k.source}`);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(bad.map((k) => k.name)).toEqual([]);
   });
 });
