@@ -150,10 +150,9 @@ export class KernelWriter {
     return name;
   }
 
-  /** `for (let v = from; v < to; v++) { body }`; temporaries made inside stay inside. */
-  loop(v: string, from: number, to: number, body: () => void): void {
-    this.loopMax = Math.max(this.loopMax, to);
-    this.stmt(`for (let ${v} = ${from}; ${v} < ${to}; ${v}++) {`);
+  /** `head { body }`; temporaries made inside stay inside. */
+  private block(head: string, body: () => void): void {
+    this.stmt(`${head} {`);
     const saved = new Map(this.memo);
     this.depth++;
     body();
@@ -162,27 +161,21 @@ export class KernelWriter {
     this.stmt('}');
   }
 
+  /** `for (let v = from; v < to; v++) { body }`; temporaries made inside stay inside. */
+  loop(v: string, from: number, to: number, body: () => void): void {
+    this.loopMax = Math.max(this.loopMax, to);
+    this.block(`for (let ${v} = ${from}; ${v} < ${to}; ${v}++)`, body);
+  }
+
   /** `if (cond) { body }`; temporaries made inside stay inside. */
   ifBlock(cond: string, body: () => void): void {
-    this.stmt(`if (${cond}) {`);
-    const saved = new Map(this.memo);
-    this.depth++;
-    body();
-    this.depth--;
-    this.memo = saved;
-    this.stmt('}');
+    this.block(`if (${cond})`, body);
   }
 
   /** `for (let v = from; v < to; v += step) { body }`, scoped like `loop`. */
   loopBy(v: string, from: number, to: number, step: number, body: () => void): void {
     this.loopMax = Math.max(this.loopMax, to);
-    this.stmt(`for (let ${v} = ${from}; ${v} < ${to}; ${v} += ${step}) {`);
-    const saved = new Map(this.memo);
-    this.depth++;
-    body();
-    this.depth--;
-    this.memo = saved;
-    this.stmt('}');
+    this.block(`for (let ${v} = ${from}; ${v} < ${to}; ${v} += ${step})`, body);
   }
 
   /** Row-major coordinates of flat index `idx` in `shape` (size-1 axes are the literal 0). */
@@ -619,9 +612,6 @@ export class KernelWriter {
   }
 }
 
-export function elementCount(n: Node): number {
-  return sizeOf(n.shape);
-}
 
 /**
  * The common refinement of two factorisations of one axis (outermost first), as digits with each

@@ -32,3 +32,28 @@ export interface KernelSource {
   /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
   readonly loopMax: number;
 }
+
+/**
+ * A kernel from its writer: the source text with one parameter per buffer read (`[buffer,
+ * parameter name]`, in parameter order), the output buffer and the launch shape.
+ */
+export function kernelSource(spec: {
+  readonly name: string;
+  readonly group: string;
+  readonly writer: { finish(paramNames: readonly string[], result: string): string; readonly loopMax: number };
+  readonly result: string;
+  readonly reads: ReadonlyArray<readonly [BufferKey, string]>;
+  readonly output: BufferKey;
+  readonly dims: readonly number[];
+}): KernelSource {
+  return {
+    name: spec.name,
+    group: spec.group,
+    source: spec.writer.finish(spec.reads.map(([, name]) => name), spec.result),
+    params: spec.reads.map(([key]) => key),
+    output: spec.output,
+    size: spec.dims.reduce((a, b) => a * b, 1),
+    dims: spec.dims,
+    loopMax: spec.writer.loopMax,
+  };
+}

@@ -16,7 +16,7 @@ import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import { indexing, KernelWriter } from './emit.ts';
-import { FLOAT32_EXACT_INT, nodeKey, type KernelSource } from './kernel-spec.ts';
+import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
 
 export { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
@@ -34,17 +34,13 @@ function simple(plan: KernelPlan, group: KernelGroup, wide: number, body: (w: Ke
   const params = paramsOf(group.reads);
   const w = new KernelWriter(plan, group.root, params, indexing(wide));
   const result = body(w);
-  const size = sizeOf(plan.graph.node(group.root).shape);
-  return {
-    name: group.name,
-    group: group.name,
-    source: w.finish([...params.values()], result),
-    params: group.reads.map(nodeKey),
-    output: nodeKey(group.root),
-    size,
-    dims: [size],
-    loopMax: w.loopMax,
-  };
+  return groupKernel(group, w, params, result, [sizeOf(plan.graph.node(group.root).shape)]);
+}
+
+/** The one kernel of a group: reads its buffers in order, writes the root's buffer. */
+function groupKernel(group: KernelGroup, w: KernelWriter, params: ReadonlyMap<NodeId, string>, result: string, dims: readonly number[]): KernelSource {
+  const reads = [...params].map(([id, name]) => [nodeKey(id), name] as const);
+  return kernelSource({ name: group.name, group: group.name, writer: w, result, reads, output: nodeKey(group.root), dims });
 }
 
 /**
@@ -69,17 +65,7 @@ function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number;
   const flatIndex = wide > 0 ? `(this.thread.y * ${grid.cols} + this.thread.x)` : index;
   const w = new KernelWriter(plan, group.root, params, { grid: { index: flatIndex, cols: grid.cols }, ...indexing(wide) });
   if (wide === 0) w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
-  const result = w.value(group.root, flatIndex);
-  return {
-    name: group.name,
-    group: group.name,
-    source: w.finish([...params.values()], result),
-    params: group.reads.map(nodeKey),
-    output: nodeKey(group.root),
-    size: grid.cols * grid.rows,
-    dims: [grid.cols, grid.rows],
-    loopMax: w.loopMax,
-  };
+  return groupKernel(group, w, params, w.value(group.root, flatIndex), [grid.cols, grid.rows]);
 }
 
 /** Outer/inner decomposition of an axis: element (o, r, i) sits at `(o * len + r) * inner + i`. */
@@ -131,17 +117,7 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: number): Kernel
       });
     });
   }
-  const size = sizeOf(root.shape);
-  return {
-    name: group.name,
-    group: group.name,
-    source: w.finish([...params.values()], acc),
-    params: group.reads.map(nodeKey),
-    output: nodeKey(group.root),
-    size,
-    dims: [inner, size / inner],
-    loopMax: w.loopMax,
-  };
+  return groupKernel(group, w, params, acc, [inner, sizeOf(root.shape) / inner]);
 }
 
 export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean; wide?: boolean } = {}): KernelSource[] {

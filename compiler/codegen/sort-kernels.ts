@@ -19,7 +19,7 @@ import type { Node, NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../reference/evaluate.ts';
 import { indexing, KernelWriter } from './emit.ts';
-import { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
+import { kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 /** Rows up to this length sort by rank counting (two kernels, O(len²) per row). */
 export const RANK_SORT_MAX_LEN = 32;
@@ -64,17 +64,11 @@ function source(
   output: BufferKey,
   dims: readonly number[],
 ): KernelSource {
-  const graphParams = [...base.params.keys()];
-  return {
-    name,
-    group: base.group.name,
-    source: w.finish([...base.params.values(), ...scratch.map(scratchParam)], result),
-    params: [...graphParams.map(nodeKey), ...scratch],
-    output,
-    size: dims.reduce((a, b) => a * b, 1),
-    dims,
-    loopMax: w.loopMax,
-  };
+  const reads = [
+    ...[...base.params].map(([id, param]) => [nodeKey(id), param] as const),
+    ...scratch.map((key) => [key, scratchParam(key)] as const),
+  ];
+  return kernelSource({ name, group: base.group.name, writer: w, result, reads, output, dims });
 }
 
 /** Parameter name of a scratch buffer inside a kernel: `k5_argsort.pass2` → `s_pass2`. */

@@ -187,8 +187,8 @@ function broadcastView(v: View, from: readonly number[], to: readonly number[]):
     // the concat axis itself must not be the one broadcast
     if (from[v.axis] === 1 && to[v.axis + off] !== 1) return undefined;
     const parts: Array<{ begin: number; view: View }> = [];
-    for (const p of v.parts) {
-      const size = (v.parts[v.parts.indexOf(p) + 1]?.begin ?? from[v.axis]!) - p.begin;
+    for (const [i, p] of v.parts.entries()) {
+      const size = (v.parts[i + 1]?.begin ?? from[v.axis]!) - p.begin;
       const pFrom = from.map((d, i) => (i === v.axis ? size : d));
       const pTo = to.map((d, i) => (i === v.axis + off ? size : d));
       const b = broadcastView(p.view, pFrom, pTo);

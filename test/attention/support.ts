@@ -5,16 +5,8 @@
 import { defaultRunner, type AttentionShape } from '../../reformer/attention/api.ts';
 import { ReferenceRunner, type GraphRunner } from '../../runtime/runner.ts';
 
-/** mulberry32. */
-export function rng(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../grad/check.ts';
+import { rng } from '../grad/check.ts';
 
 export function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
