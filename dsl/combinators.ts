@@ -151,6 +151,28 @@ export function Residual(...layers: Layer[]): Layer {
   };
 }
 
+/**
+ * `Serial(layers)` whose intermediate values are not kept for the backward pass: gradients
+ * recompute them from the inputs (jax.checkpoint / trax remat), trading one more forward of the
+ * body for memory. Dropout and other seeded randomness replay identically.
+ */
+export function Recompute(...layers: Layer[]): Layer {
+  const body = Serial(...layers);
+  const name = 'Recompute';
+  return {
+    name,
+    nIn: body.nIn,
+    nOut: body.nOut,
+    children: [body],
+    init: (key, inputs) => [initInChildPath(name, 0, () => body.init(key.split(0), inputs))],
+    apply(params, inputs, ctx) {
+      const run = () => withChildScope(inputs, name, 0, () => applyLayer(body, childParams(params, 0, name), inputs, ctx));
+      const g = inputs[0]?.graph;
+      return g === undefined ? run() : g.recompute(g.scope ? `${g.scope}.${name}` : name, run);
+    },
+  };
+}
+
 const fmt = (s: Shape) => `[${s.join(',')}]`;
 
 /** Reorders / copies stack entries: `Select([0, 0])` duplicates the top, `Select([1, 0])` swaps. */

@@ -219,7 +219,7 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     size.set(n.id, s);
     indexCost.set(n.id, ic);
     const us = uses.get(n.id) ?? [];
-    let source = forcedSource(n);
+    let source = forcedSource(n) ?? (graph.materialize.has(n.id) ? 'kernel' : undefined);
     if (source === undefined && wantedSet.has(n.id)) source = 'kernel';
     if (source === undefined && n.op === 'matmul') {
       const fusable = us.length === 1 && us[0]!.kind === 'pointwise' && POINTWISE.has(graph.node(us[0]!.consumer).op);

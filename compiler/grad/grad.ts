@@ -2,10 +2,10 @@
  * Reverse-mode differentiation as a graph-to-graph transformation: the result is a new graph that
  * computes the original outputs and the requested gradients, built only from primitives.
  */
-import { Graph, liveNodes, type Tensor } from '../ir/graph.ts';
+import { Graph, liveNodes, type RecomputeRegion, type Tensor } from '../ir/graph.ts';
 import * as P from '../ir/primitives.ts';
-import type { NodeId } from '../ir/types.ts';
-import { operands } from '../ir/types.ts';
+import type { Node, NodeId } from '../ir/types.ts';
+import { operands, withOperands } from '../ir/types.ts';
 import { vjpRules } from './vjp-rules.ts';
 
 export interface VjpGraph {
@@ -59,18 +59,59 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     if (active(id)) accumulate(id, ct);
   });
 
+  /** Applies the VJP rule of `node` (whose forward value is `out`, operands `args`) to `g`. */
+  const backpropNode = (node: Node, out: Tensor, args: readonly Tensor[], into: readonly NodeId[], g: Tensor) => {
+    const parts = graph.withScope(`grad(${node.scope || node.op})`, () => vjpRules[node.op]({ node, out, args, g }));
+    parts.forEach((part, k) => {
+      if (part !== null && active(into[k]!)) accumulate(into[k]!, part);
+    });
+  };
+
+  /**
+   * A recompute region is replayed here, after every consumer of its values has been
+   * differentiated, and its VJP reads the replayed values, so the forward ones die early.
+   */
+  const backpropRegion = (region: RecomputeRegion) => {
+    const ids = Array.from({ length: region.end - region.start }, (_, i) => region.start + i);
+    if (!ids.some((id) => active(id) && cotangent.has(id))) return;
+    const replayed = new Map<NodeId, NodeId>();
+    const replay = (id: NodeId) => replayed.get(id) ?? id;
+    graph.withScope(`recompute(${region.label})`, () => {
+      for (const id of ids) {
+        const node = graph.node(id);
+        if (node.op === 'input') continue; // one value per name: inputs are read, never replayed
+        const copy = graph.add(withOperands(node, operands(node).map(replay)), node.shape, node.dtype, node.scope);
+        replayed.set(id, copy.id);
+      }
+    });
+    const before = new Map(cotangent);
+    for (const id of [...ids].reverse()) {
+      const g = cotangent.get(id);
+      if (g === undefined || !active(id)) continue;
+      const copy = graph.node(replay(id));
+      backpropNode(copy, graph.tensor(copy.id), operands(copy).map((o) => graph.tensor(o)), operands(graph.node(id)), g);
+    }
+    // Sums into the region's inputs are written now, so each region's terms die with it rather
+    // than all staying alive until a consumer far down the backward pass reads the whole sum.
+    for (const [id, sum] of cotangent) {
+      const prev = before.get(id);
+      if (prev !== undefined && prev !== sum && id < region.start) graph.materialize.add(sum.id);
+    }
+  };
+
+  const regionEndingAt = new Map(graph.recomputeRegions.map((r) => [r.end - 1, r]));
   for (let id = forwardCount - 1; id >= 0; id--) {
+    const region = regionEndingAt.get(id);
+    if (region !== undefined) {
+      backpropRegion(region);
+      id = region.start;
+      continue;
+    }
     const g = cotangent.get(id);
     if (g === undefined || !active(id)) continue;
     const node = graph.node(id);
-    const args = operands(node).map((o) => graph.tensor(o));
-    const parts = graph.withScope(`grad(${node.scope || node.op})`, () =>
-      vjpRules[node.op]({ node, out: graph.tensor(id), args, g }),
-    );
-    parts.forEach((part, k) => {
-      const arg = args[k]!;
-      if (part !== null && active(arg.id)) accumulate(arg.id, part);
-    });
+    const args = operands(node);
+    backpropNode(node, graph.tensor(id), args.map((o) => graph.tensor(o)), args, g);
   }
 
   const gradients = wrt.map((id) => {

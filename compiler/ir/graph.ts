@@ -25,7 +25,15 @@ export class OptionError extends Error {
 export class Graph {
   readonly nodes: Node[] = [];
   outputs: NodeId[] = [];
+  /** Node ranges whose values the backward pass recomputes instead of keeping (`recompute`). */
+  readonly recomputeRegions: RecomputeRegion[] = [];
+  /**
+   * Nodes the fusion pass must give a buffer of their own: a schedule choice made by a
+   * transformation, e.g. a gradient sum built region by region, so that its terms die as it goes.
+   */
+  readonly materialize = new Set<NodeId>();
   private readonly scopeStack: string[] = [];
+  private openRegion = false;
 
   get scope(): string {
     return this.scopeStack.join('.');
@@ -38,6 +46,24 @@ export class Graph {
       return fn();
     } finally {
       this.scopeStack.pop();
+    }
+  }
+
+  /**
+   * Runs `fn` and marks the nodes it creates as a recompute region: reverse-mode differentiation
+   * (compiler/grad) will not keep their values for the backward pass but recompute them there,
+   * right before they are needed, so the region's intermediates are alive only while it runs.
+   * Regions do not nest (an inner call is part of the outer region).
+   */
+  recompute<T>(label: string, fn: () => T): T {
+    if (this.openRegion) return fn();
+    const start = this.nodes.length;
+    this.openRegion = true;
+    try {
+      return fn();
+    } finally {
+      this.openRegion = false;
+      if (this.nodes.length > start) this.recomputeRegions.push({ label, start, end: this.nodes.length });
     }
   }
 
@@ -84,12 +110,21 @@ export class Graph {
     const g = new Graph();
     g.nodes.push(...this.nodes);
     g.outputs = [...this.outputs];
+    g.recomputeRegions.push(...this.recomputeRegions);
+    for (const id of this.materialize) g.materialize.add(id);
     return g;
   }
 
   toString(): string {
     return printGraph(this);
   }
+}
+
+/** Nodes `start … end - 1`, created by one `Graph.recompute` call. */
+export interface RecomputeRegion {
+  readonly label: string;
+  readonly start: NodeId;
+  readonly end: NodeId;
 }
 
 /** A symbolic tensor: a handle on one node of a graph, with its static shape and dtype. */
@@ -169,6 +204,7 @@ export function printGraph(g: Graph): string {
     const scope = n.scope ? `  # ${n.scope}` : '';
     return `${lhs} = ${describeOp(n)}${scope}`;
   });
+  for (const r of g.recomputeRegions) lines.push(`recompute %${r.start}…%${r.end - 1}  # ${r.label}`);
   lines.push(`outputs ${g.outputs.map((o) => `%${o}`).join(' ')}`);
   return lines.join('\n');
 }

@@ -99,6 +99,43 @@ export function operands(node: Op): NodeId[] {
   }
 }
 
+/** A copy of `node`'s op reading `ids` instead of its operands (same order as `operands`). */
+export function withOperands(node: Op, ids: readonly NodeId[]): Op {
+  const [a, b, c] = ids as [NodeId, NodeId, NodeId];
+  switch (node.op) {
+    case 'input':
+    case 'const':
+    case 'iota':
+      return node;
+    case 'unary':
+    case 'cast':
+    case 'reduce':
+    case 'broadcast':
+    case 'reshape':
+    case 'transpose':
+    case 'slice':
+    case 'pad':
+    case 'argmax':
+    case 'argsort':
+    case 'stopGradient':
+      return { ...node, x: a };
+    case 'binary':
+    case 'compare':
+    case 'matmul':
+      return { ...node, a, b };
+    case 'where':
+      return { ...node, cond: a, a: b, b: c };
+    case 'concat':
+      return { ...node, xs: [...ids] };
+    case 'gather':
+      return { ...node, x: a, index: b };
+    case 'scatterAdd':
+      return { ...node, updates: a, index: b };
+    case 'random':
+      return { ...node, seed: a };
+  }
+}
+
 export function sizeOf(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;

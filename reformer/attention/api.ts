@@ -123,6 +123,7 @@ export async function lshAttention(qk: Float32Array, v: Float32Array, options: L
     nChunksAfter: options.nChunksAfter,
     allowDuplicateAttention: options.allowDuplicateAttention,
     attendAcrossBuckets: options.attendAcrossBuckets,
+    chunksPerGroup: options.chunksPerGroup,
     injectRotations: injected,
   };
   const key = JSON.stringify(['lsh', options.shape, dV, graphOptions]);

@@ -7,6 +7,7 @@
  */
 import { ShapeError, type Tensor } from '../../compiler/ir/graph.ts';
 import * as ops from '../../dsl/ops.ts';
+import { saltOf } from '../../compiler/ir/random.ts';
 import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, softmaxWithLse, takeAlong, unchunk } from './chunks.ts';
 import type { ResolvedLsh } from './options.ts';
 
@@ -72,9 +73,106 @@ function duplicateCounts(kvPos: Tensor, sort: LshSort, H: number, L: number, c: 
   return ops.gather(bySlot, index, 4);
 }
 
+/** Score-block elements per window group when `chunksPerGroup` is 'auto' (float32-exact indices). */
+export const GROUP_SCORE_ELEMENTS = 2 ** 24;
+
+/** Query chunks per window group: the option, or as many as keep a group's scores within budget. */
+export function chunksPerGroup(o: ResolvedLsh, batchHeads: number, nChunks: number): number {
+  const window = o.chunkLen * (o.nChunksBefore + 1 + o.nChunksAfter);
+  if (o.chunksPerGroup !== 'auto') return Math.min(o.chunksPerGroup, nChunks);
+  return Math.max(1, Math.min(nChunks, Math.floor(GROUP_SCORE_ELEMENTS / (batchHeads * o.chunkLen * window))));
+}
+
+/** `length` entries of `axis` from `start` on, wrapping around the axis (as many times as needed). */
+function wrappedSlice(x: Tensor, axis: number, start: number, length: number): Tensor {
+  const n = x.shape[axis]!;
+  const parts: Tensor[] = [];
+  let at = ((start % n) + n) % n;
+  for (let left = length; left > 0; ) {
+    const take = Math.min(left, n - at);
+    parts.push(ops.sliceAxis(x, axis, at, take));
+    left -= take;
+    at = 0;
+  }
+  return parts.length === 1 ? parts[0]! : ops.concat(parts, axis);
+}
+
+/**
+ * Windows of `x` `[..., n + span - 1, c, ...]` (chunk axis at `axis`): chunk j of the result is
+ * followed, along `axis + 1`, by chunks j … j + span - 1 of x: `[..., n, span·c, ...]`.
+ */
+function windowsOf(x: Tensor, axis: number, n: number, span: number): Tensor {
+  const parts = Array.from({ length: span }, (_, o) => ops.sliceAxis(x, axis, o, n));
+  return parts.length === 1 ? parts[0]! : ops.concat(parts, axis + 1);
+}
+
+interface WindowInputs {
+  readonly qk: Tensor;
+  readonly v: Tensor;
+  readonly sort: LshSort;
+  /** `[B, h, H·L]` buckets in sorted order, when keys of other buckets are masked. */
+  readonly sortedBuckets?: Tensor;
+  /** `[B, h, L]` i32, nonzero = real token. */
+  readonly real?: Tensor;
+  /** `[B, h, nC, c, w]` key multiplicities, when duplicates are corrected. */
+  readonly counts?: Tensor;
+}
+
+/**
+ * Attention of query chunks `first … first + n - 1` (of the sorted order) to their windows:
+ * the sorted output `[B, h, n·c, dV]` and the log-normalisers `[B, h, n·c]`. Only this group's
+ * slots and their look-around neighbours are gathered, so every tensor here is group-sized.
+ */
+function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: number, dropout: LshExtras['dropout']) {
+  const { qk, v, sort } = x;
+  const [B, h] = qk.shape as [number, number];
+  const c = o.chunkLen;
+  const before = o.nChunksBefore;
+  const span = before + 1 + o.nChunksAfter;
+  const w = span * c;
+  // the group's slots with `before` chunks ahead of them and `after` behind, wrapping across rounds
+  const extended = (t: Tensor) => wrappedSlice(t, 2, (first - before) * c, (n + span - 1) * c);
+  const own = (t: Tensor) => chunk(ops.sliceAxis(t, 2, before * c, n * c), 2, c);
+  const windows = (t: Tensor) => windowsOf(chunk(t, 2, c), 2, n, span);
+
+  const position = extended(sort.position);
+  const sqk = takeAlong(qk, position, 2); // [B,h,E,dK]
+  const q = own(sqk); // [B,h,n,c,dK]
+  const k = windows(normalizeKeys(sqk)); // [B,h,n,w,dK]
+  const vw = windows(takeAlong(v, position, 2)); // [B,h,n,w,dV]
+  let logits = ops.matmul(q, ops.transpose(k, [0, 1, 2, 4, 3])); // [B,h,n,c,w]
+
+  const qPos = ops.reshape(own(position), [B, h, n, c, 1]);
+  const kvPos = ops.reshape(windows(position), [B, h, n, 1, w]);
+  if (o.causal) logits = penalise(logits, ops.gt(kvPos, qPos), MASK_FORBIDDEN);
+  logits = penalise(logits, ops.eq(kvPos, qPos), MASK_SELF);
+  if (x.sortedBuckets !== undefined) {
+    const sb = extended(x.sortedBuckets);
+    const other = ops.ne(ops.reshape(windows(sb), [B, h, n, 1, w]), ops.reshape(own(sb), [B, h, n, c, 1]));
+    logits = penalise(logits, other, MASK_FORBIDDEN);
+  }
+  if (x.real !== undefined) {
+    const kvReal = ops.reshape(windows(ops.gather(x.real, position, 2)), [B, h, n, 1, w]);
+    logits = penalise(logits, ops.eq(kvReal, 0), MASK_FORBIDDEN);
+  }
+  if (x.counts !== undefined) logits = ops.sub(logits, ops.log(ops.sliceAxis(x.counts, 2, first, n)));
+
+  const soft = softmaxWithLse(logits);
+  let p = soft.p;
+  if (dropout !== undefined && dropout.rate > 0) {
+    const keep = ops.toFloat(ops.ge(ops.randomUniform(dropout.seed, dropout.salt, p.shape), dropout.rate));
+    p = ops.mul(p, ops.mul(keep, 1 / (1 - dropout.rate)));
+  }
+  return { out: unchunk(ops.matmul(p, vw), 2), lse: ops.reshape(soft.lse, [B, h, n * c]) };
+}
+
 /**
  * LSH attention of qk `[B,h,L,dK]` (shared queries/keys) and v `[B,h,L,dV]` with precomputed
  * buckets `[B,h,H,L]`; returns `[B,h,L,dV]`.
+ *
+ * The chunk schedule: query chunks are attended in groups (`chunksPerGroup`), each a recompute
+ * region, so the backward pass replays one group's scores at a time instead of keeping every
+ * window's probabilities from the forward pass.
  */
 export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh, extras: LshExtras = {}): Tensor {
   checkShapes(qk, v, buckets, o);
@@ -83,49 +181,36 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
   const H = o.nHashes;
   const c = o.chunkLen;
   const nC = (H * L) / c;
-  const w = c * (o.nChunksBefore + 1 + o.nChunksAfter);
-  const around = (x: Tensor) => lookAround(chunk(x, 2, c), 2, o.nChunksBefore, o.nChunksAfter);
 
   const sort = sortByBuckets(buckets);
-  const sqk = takeAlong(qk, sort.position, 2); // [B,h,HL,dK]
-  const sv = takeAlong(v, sort.position, 2);
-  const q = chunk(sqk, 2, c); // [B,h,nC,c,dK]
-  const k = around(normalizeKeys(sqk)); // [B,h,nC,w,dK]
-  const vw = around(sv); // [B,h,nC,w,dV]
-  let logits = ops.matmul(q, ops.transpose(k, [0, 1, 2, 4, 3])); // [B,h,nC,c,w]
-
-  const qPos = ops.reshape(sort.position, [B, h, nC, c, 1]);
-  const kvPosWin = around(sort.position); // [B,h,nC,w]
-  const kvPos = ops.reshape(kvPosWin, [B, h, nC, 1, w]);
-  if (o.causal) logits = penalise(logits, ops.gt(kvPos, qPos), MASK_FORBIDDEN);
-  logits = penalise(logits, ops.eq(kvPos, qPos), MASK_SELF);
-  if (!o.attendAcrossBuckets) {
-    const sb = ops.gather(ops.reshape(buckets, [B, h, H * L]), sort.sticker, 2);
-    const other = ops.ne(ops.reshape(around(sb), [B, h, nC, 1, w]), ops.reshape(sb, [B, h, nC, c, 1]));
-    logits = penalise(logits, other, MASK_FORBIDDEN);
+  const inputs: WindowInputs = {
+    qk,
+    v,
+    sort,
+    ...(o.attendAcrossBuckets ? {} : { sortedBuckets: ops.gather(ops.reshape(buckets, [B, h, H * L]), sort.sticker, 2) }),
+    ...(extras.padMask === undefined ? {} : { real: ops.broadcastTo(ops.reshape(ops.ne(extras.padMask, 0), [B, 1, L]), [B, h, L]) }),
+    ...(o.allowDuplicateAttention
+      ? {}
+      : { counts: duplicateCounts(lookAround(chunk(sort.position, 2, c), 2, o.nChunksBefore, o.nChunksAfter), sort, H, L, c) }),
+  };
+  const per = chunksPerGroup(o, B * h, nC);
+  const outs: Tensor[] = [];
+  const lses: Tensor[] = [];
+  for (let first = 0, group = 0; first < nC; first += per, group++) {
+    const n = Math.min(per, nC - first);
+    // each group draws its own dropout stream (group 0 keeps the layer's)
+    const d = extras.dropout;
+    const dropout = d === undefined || group === 0 ? d : { ...d, salt: saltOf(`${d.salt}|window group ${group}`) };
+    const r = qk.graph.recompute(`LSH window group ${group}`, () => attendWindowGroup(inputs, o, first, n, dropout));
+    outs.push(r.out);
+    lses.push(r.lse);
   }
-  if (extras.padMask !== undefined) {
-    const real = ops.broadcastTo(ops.reshape(ops.ne(extras.padMask, 0), [B, 1, L]), [B, h, L]);
-    const kvReal = ops.reshape(around(ops.gather(real, sort.position, 2)), [B, h, nC, 1, w]);
-    logits = penalise(logits, ops.eq(kvReal, 0), MASK_FORBIDDEN);
-  }
-  if (!o.allowDuplicateAttention) {
-    logits = ops.sub(logits, ops.log(duplicateCounts(kvPosWin, sort, H, L, c)));
-  }
-
-  const soft = softmaxWithLse(logits);
-  const lse = soft.lse; // [B,h,nC,c,1]
-  let p = soft.p;
-  if (extras.dropout !== undefined && extras.dropout.rate > 0) {
-    const { rate, seed, salt } = extras.dropout;
-    const keep = ops.toFloat(ops.ge(ops.randomUniform(seed, salt, p.shape), rate));
-    p = ops.mul(p, ops.mul(keep, 1 / (1 - rate)));
-  }
-  const out = unchunk(ops.matmul(p, vw), 2); // [B,h,HL,dV]
+  const out = outs.length === 1 ? outs[0]! : ops.concat(outs, 2); // [B,h,HL,dV]
+  const lse = lses.length === 1 ? lses[0]! : ops.concat(lses, 2); // [B,h,HL]
 
   const byRound = ops.reshape(takeAlong(out, sort.undo, 2), [B, h, H, L, dV]);
   if (H === 1) return ops.reshape(byRound, [B, h, L, dV]);
-  const lseByRound = ops.reshape(takeAlong(ops.reshape(lse, [B, h, H * L]), sort.undo, 2), [B, h, H, L, 1]);
+  const lseByRound = ops.reshape(takeAlong(lse, sort.undo, 2), [B, h, H, L, 1]);
   // softmax over rounds subtracts the max first, so rows that only see themselves stay exact.
   return ops.sum(ops.mul(ops.softmax(lseByRound, 2), byRound), 2);
 }

@@ -28,6 +28,14 @@ export interface LshOptions {
   readonly allowDuplicateAttention?: boolean;
   /** false: mask window keys hashed to another bucket (paper-time). Default true. */
   readonly attendAcrossBuckets?: boolean;
+  /**
+   * The chunk schedule: query chunks (of the H·L/chunkLen sorted chunks) attended per group. Each
+   * group's scores are recomputed in the backward pass rather than stored, so memory holds one
+   * group's scores at a time. `'auto'` (default): as many as keep a group's score block within
+   * 2^24 elements. Results do not depend on it, except that attention dropout draws a stream per
+   * group.
+   */
+  readonly chunksPerGroup?: number | 'auto';
 }
 
 /** Options with defaults filled in and checked against the sequence length. */
@@ -42,6 +50,7 @@ export interface ResolvedLsh {
   readonly nChunksAfter: number;
   readonly allowDuplicateAttention: boolean;
   readonly attendAcrossBuckets: boolean;
+  readonly chunksPerGroup: number | 'auto';
 }
 
 function count(layer: string, name: string, value: number, min: number): number {
@@ -57,6 +66,7 @@ export function checkLshOptions(layer: string, o: LshOptions): void {
   count(layer, 'chunkLen', o.chunkLen, 1);
   count(layer, 'nChunksBefore', o.nChunksBefore ?? 1, 0);
   count(layer, 'nChunksAfter', o.nChunksAfter ?? 0, 0);
+  if (o.chunksPerGroup !== undefined && o.chunksPerGroup !== 'auto') count(layer, 'chunksPerGroup', o.chunksPerGroup, 1);
   if (Array.isArray(o.bucketFactors)) {
     const fs = o.bucketFactors as readonly number[];
     if (fs.length === 0) throw new OptionError(`${layer}: option 'bucketFactors' must list at least one factor`);
@@ -105,6 +115,7 @@ export function resolveLsh(layer: string, scope: string, o: LshOptions, L: numbe
     nChunksAfter: o.nChunksAfter ?? 0,
     allowDuplicateAttention: o.allowDuplicateAttention ?? true,
     attendAcrossBuckets: o.attendAcrossBuckets ?? true,
+    chunksPerGroup: o.chunksPerGroup ?? 'auto',
   };
 }
 

@@ -7,9 +7,9 @@ import * as ops from '../../dsl/ops.ts';
 import { InitKey, flattenParams, spec, trace, type Layer } from '../../dsl/layer.ts';
 import { buildLshGraph, lshAttention } from '../../reformer/attention/api.ts';
 import { FullAttention, LSHSelfAttention, LocalAttention } from '../../reformer/attention/layers.ts';
-import { ReferenceRunner } from '../../runtime/runner.ts';
+import { ReferenceRunner, type GraphRunner } from '../../runtime/runner.ts';
 import { expectClose, finiteDifference } from '../support/numeric.ts';
-import { randomArray } from './support.ts';
+import { randomArray, runnerCases } from './support.ts';
 
 /** Appends `loss = Σ out · W` (W fixed) to a graph and returns the loss id. */
 function weightedLoss(g: Graph, out: ops.Tensor, seed: number): number {
@@ -27,6 +27,8 @@ describe('LSH attention gradients (buckets fixed)', () => {
           causal: fc.boolean(),
           allowDuplicateAttention: fc.boolean(),
           attendAcrossBuckets: fc.boolean(),
+          // window groups of the chunk schedule (recomputed in the backward pass)
+          chunksPerGroup: fc.integer({ min: 1, max: 8 }),
           seed: fc.integer({ min: 0, max: 1 << 20 }),
         }),
         async (o) => {
@@ -49,6 +51,48 @@ describe('LSH attention gradients (buckets fixed)', () => {
         },
       ),
       { numRuns: 12 },
+    );
+  });
+});
+
+describe('LSH gradients under the chunk schedule', () => {
+  it('equal the one-group gradients (f64), and the compiled gradient equals the reference', async () => {
+    const compiled = runnerCases.find((rc) => rc.name.startsWith('compiled'))!.runner;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          nHashes: fc.integer({ min: 1, max: 3 }),
+          chunkLen: fc.constantFrom(1, 3),
+          causal: fc.boolean(),
+          allowDuplicateAttention: fc.boolean(),
+          nChunksAfter: fc.integer({ min: 0, max: 1 }),
+          per: fc.integer({ min: 1, max: 5 }),
+          seed: fc.integer({ min: 0, max: 1 << 20 }),
+        }),
+        async ({ per, ...o }) => {
+          const shape = [2, 1, 9, 3] as const;
+          const qk = randomArray(o.seed, 54);
+          const v = randomArray(o.seed + 1, 36);
+          const { buckets } = await lshAttention(qk, v, { shape, ...o, runner: new ReferenceRunner() });
+          const gradsWith = async (chunksPerGroup: number, runner?: GraphRunner) => {
+            const built = buildLshGraph(shape, 2, { ...o, chunksPerGroup, fixedBuckets: true });
+            const loss = weightedLoss(built.graph, built.output, o.seed + 2);
+            const g = grad(built.graph, loss, [built.qk.id, built.v.id]);
+            const feeds: Record<string, HostTensor> = {
+              qk: hostTensor(built.qk.shape, qk),
+              v: hostTensor(built.v.shape, v),
+              buckets: hostTensor(built.buckets.shape, buckets, 'i32'),
+            };
+            return runner === undefined ? evaluate(g.graph, feeds) : runner.run(g.graph, feeds);
+          };
+          const one = await gradsWith(1000);
+          const grouped = await gradsWith(per);
+          one.forEach((t, i) => expectClose(grouped[i]!.data, t.data, 1e-12, 1e-12, `output ${i}, f64`));
+          const onDevice = await gradsWith(per, compiled);
+          one.forEach((t, i) => expectClose(onDevice[i]!.data, t.data, 2e-3, 2e-4, `output ${i}, compiled`));
+        },
+      ),
+      { numRuns: 8 },
     );
   });
 });
@@ -94,6 +138,7 @@ describe('layer gradients and causality', () => {
 
   const causalLayers: Array<[string, Layer]> = [
     ['LSHSelfAttention', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true })],
+    ['LSHSelfAttention (one chunk per window group)', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true, chunksPerGroup: 1 })],
     ['LSHSelfAttention (paper switches)', LSHSelfAttention({ nHeads: 1, dHead: 3, nHashes: 3, chunkLen: 2, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false })],
     ['FullAttention', FullAttention({ nHeads: 2, dHead: 3, causal: true })],
     ['FullAttention sharedQK', FullAttention({ nHeads: 2, dHead: 3, causal: true, sharedQK: true })],
@@ -112,7 +157,7 @@ describe('layer gradients and causality', () => {
     });
   }
 
-  for (const [name, layer] of causalLayers.slice(2)) {
+  for (const [name, layer] of causalLayers.filter(([n]) => !n.startsWith('LSH'))) {
     it(`${name}: causal outputs do not depend on the values of future tokens`, () => {
       const B = 1, L = 8, d = 4;
       const params = layer.init(new InitKey(2), [spec([B, L, d])]);

@@ -1,6 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../compiler/ir/graph.ts';
+import { compile } from '../../compiler/codegen/compile.ts';
+import { grad } from '../../compiler/grad/grad.ts';
+import * as ops from '../../dsl/ops.ts';
+import { planMemory } from '../../runtime/memory-plan.ts';
 import { evaluate, hostTensor } from '../../compiler/reference/evaluate.ts';
 import { buildLshGraph, fullAttention, lshAttention, type AttentionShape } from '../../reformer/attention/api.ts';
 import { takeAlong } from '../../reformer/attention/chunks.ts';
@@ -31,7 +35,7 @@ type Config = typeof config extends fc.Arbitrary<infer T> ? T : never;
 const shapeOf = (c: Config): AttentionShape => [c.B, c.h, c.L, c.dK];
 const qkOf = (c: Config, scale = 2) => randomArray(c.seed + 1, c.B * c.h * c.L * c.dK, scale);
 const vOf = (c: Config) => randomArray(c.seed + 2, c.B * c.h * c.L * c.dV);
-const runOn = (rc: RunnerCase) => (c: Config, qk: Float32Array, v: Float32Array, extra: { allowDuplicateAttention?: boolean; chunkLen?: number } = {}) =>
+const runOn = (rc: RunnerCase) => (c: Config, qk: Float32Array, v: Float32Array, extra: { allowDuplicateAttention?: boolean; chunkLen?: number; chunksPerGroup?: number } = {}) =>
   lshAttention(qk, v, { shape: shapeOf(c), ...c, seed: c.seed, ...extra, runner: rc.runner });
 
 describe('LSH sort', () => {
@@ -177,6 +181,19 @@ describe(`LSH attention properties on ${rc.name}`, () => {
     }
   });
 
+  it('does not depend on the chunk schedule: any chunksPerGroup gives the one-group result', async () => {
+    await fc.assert(
+      fc.asyncProperty(config, fc.nat(), fc.boolean(), async (c, k, dup) => {
+        const nC = (c.nHashes * c.L) / c.chunkLen;
+        const one = await run(c, qkOf(c), vOf(c), { allowDuplicateAttention: dup, chunksPerGroup: nC });
+        const grouped = await run(c, qkOf(c), vOf(c), { allowDuplicateAttention: dup, chunksPerGroup: 1 + (k % nC) });
+        expect(grouped.buckets).toEqual(one.buckets);
+        expect(maxAbsDiff(grouped.output, one.output)).toBeLessThan(1e-6);
+      }),
+      { numRuns: rc.runs(20) },
+    );
+  });
+
   it('keeps examples and heads independent: perturbing one leaves the others bit-identical', async () => {
     await fc.assert(
       fc.asyncProperty(config.filter((c) => c.B * c.h > 1), fc.nat(), async (c, pick) => {
@@ -205,6 +222,17 @@ describe(`LSH attention properties on ${rc.name}`, () => {
 }
 
 describe('LSH graph', () => {
+  it('the chunk schedule bounds memory: with 8 window groups the planned fwd+bwd peak is a fraction of one group', () => {
+    const peak = (chunksPerGroup: number) => {
+      const built = buildLshGraph([1, 2, 512, 4], 4, { nHashes: 2, chunkLen: 16, causal: true, chunksPerGroup, fixedBuckets: true });
+      const loss = ops.sumAll(ops.mul(built.output, built.output));
+      const g = grad(built.graph, loss.id, [built.qk.id, built.v.id]);
+      return planMemory(compile(g.graph, g.graph.outputs)).peakBytes;
+    };
+    const [one, eight] = [peak(64), peak(8)];
+    expect(eight).toBeLessThan(0.35 * one);
+  });
+
   it('vectorises over chunks: the node count does not grow with L', () => {
     const count = (L: number) =>
       buildLshGraph([1, 2, L, 4], 4, { nHashes: 4, chunkLen: 4, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false })
