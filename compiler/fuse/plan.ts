@@ -18,7 +18,9 @@
  *   operands) are inlined only when they are pure index remaps (cost 0) with little index
  *   arithmetic (MULTI_INDEX_BUDGET); a computed value reaching them through reshapes and
  *   broadcasts is materialised before the broadcast, at its small size. An operand expanded by a
- *   broadcast is inlined while its cost is at most EXPAND_BUDGET.
+ *   broadcast is inlined while its cost is at most EXPAND_BUDGET and its index arithmetic at most
+ *   EXPAND_INDEX_BUDGET (attention masks built from gathered, windowed positions are written once
+ *   at their small size instead of being rebuilt for every score).
  * - A matmul operand that is a view of one buffer (reshapes, transposes, broadcasts, slices and
  *   concats of it: compiler/fuse/views.ts) is always inlined, whatever its index arithmetic:
  *   the kernel resolves the view once per thread and walks the k axis by a stride. A computed
@@ -34,6 +36,7 @@ const VIEW_OPS = new Set(['reshape', 'transpose', 'broadcast', 'slice', 'concat'
 
 export const RECOMPUTE_BUDGET = 8;
 export const EXPAND_BUDGET = 8;
+export const EXPAND_INDEX_BUDGET = 2;
 /**
  * Index arithmetic an operand read many times per output element (matmul, gather, argsort,
  * scatterAdd operands) may carry inlined: a transpose or broadcast of a buffer folds into the
@@ -235,7 +238,7 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
         (us.length > 1 && c > RECOMPUTE_BUDGET) ||
         (c > 0 && n.op !== 'broadcast' && n.op !== 'reshape' && beforeBroadcast(n.id)) ||
         ((c > 0 || ic > 0) && !VIEW_OPS.has(n.op) && viaViewOp(n.id)) ||
-        us.some((u) => (u.kind === 'multi' && multiTooCostly(u)) || (u.kind === 'expand' && c > EXPAND_BUDGET)) ||
+        us.some((u) => (u.kind === 'multi' && multiTooCostly(u)) || (u.kind === 'expand' && (c > EXPAND_BUDGET || ic > EXPAND_INDEX_BUDGET))) ||
         (s > MAX_INLINED_NODES && !isMatmulView());
       if (materialise) source = 'kernel';
     }

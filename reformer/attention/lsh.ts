@@ -170,9 +170,9 @@ function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: nu
  * LSH attention of qk `[B,h,L,dK]` (shared queries/keys) and v `[B,h,L,dV]` with precomputed
  * buckets `[B,h,H,L]`; returns `[B,h,L,dV]`.
  *
- * The chunk schedule: query chunks are attended in groups (`chunksPerGroup`), each a recompute
- * region, so the backward pass replays one group's scores at a time instead of keeping every
- * window's probabilities from the forward pass.
+ * The chunk schedule: query chunks are attended in groups (`chunksPerGroup`); when there are
+ * several, each is a recompute region, so the backward pass replays one group's scores at a time
+ * instead of keeping every window's probabilities from the forward pass.
  */
 export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh, extras: LshExtras = {}): Tensor {
   checkShapes(qk, v, buckets, o);
@@ -201,7 +201,9 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
     // each group draws its own dropout stream (group 0 keeps the layer's)
     const d = extras.dropout;
     const dropout = d === undefined || group === 0 ? d : { ...d, salt: saltOf(`${d.salt}|window group ${group}`) };
-    const r = qk.graph.recompute(`LSH window group ${group}`, () => attendWindowGroup(inputs, o, first, n, dropout));
+    const attend = () => attendWindowGroup(inputs, o, first, n, dropout);
+    // One group gains nothing from replaying: its backward would hold the same scores anyway.
+    const r = per < nC ? qk.graph.recompute(`LSH window group ${group}`, attend) : attend();
     outs.push(r.out);
     lses.push(r.lse);
   }
