@@ -4,6 +4,7 @@ import { planKernels, printPlan } from '../../compiler/fuse/plan.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import { normalize, softmax, logsumexp, matmul, add, tanh, exp, mul, sub, relu, randomNormal, constant, cast } from '../../dsl/ops.ts';
 import { planMemory } from '../../runtime/memory-plan.ts';
+import * as P from '../../compiler/ir/primitives.ts';
 
 describe('fusion plan', () => {
   it('a chain of elementwise ops is one kernel', () => {
@@ -67,6 +68,22 @@ describe('fusion plan', () => {
     const groups = planKernels(h).groups;
     expect(groups.length).toBeGreaterThan(1);
     for (const k of groups) expect(k.fused.length).toBeLessThan(12);
+  });
+
+  it('an operand widened by a broadcast is written at its small size when its indexing is more than a view step', () => {
+    const g = new Graph();
+    const pos = g.input('pos', [2, 12], 'i32');
+    // window positions: each chunk of 4 followed by the next (a concat of two slices), compared
+    // against every query of the chunk: the [2, 2, 1, 8] windows are expanded ×4
+    const windows = P.concat([P.reshape(P.slice(pos, [0, 0], [2, 8]), [2, 2, 4]), P.reshape(P.slice(pos, [0, 4], [2, 8]), [2, 2, 4])], 2);
+    const keys = P.reshape(windows, [2, 2, 1, 8]);
+    const queries = P.reshape(P.slice(pos, [0, 4], [2, 8]), [2, 2, 4, 1]);
+    const mask = P.compare('gt', P.broadcastTo(keys, [2, 2, 4, 8]), P.broadcastTo(queries, [2, 2, 4, 8]));
+    g.outputs = [mask.id];
+    const plan = planKernels(g);
+    expect(plan.buffers.get(keys.id)).toBe('kernel');
+    // a plain reshape of a slice is cheap to rebuild: it stays inlined
+    expect(plan.buffers.has(queries.id)).toBe(false);
   });
 
   it('printPlan is compact and stable', () => {
