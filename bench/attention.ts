@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- attention [--json] [--quick] [--max-len N] [--ref-max-len N] [--full-max-len N] [--budget-gb G] [--cell-s S]`:
+ * `npm run bench -- attention [--json] [--quick] [--max-len N] [--ref-max-len N] [--full-max-len N] [--budget-gb G] [--cell-s S] [--tfjs-cell-s S] [--only 'a,b']`:
  * forward+backward wall time and peak buffer bytes of ONE causal attention layer (4 heads,
  * dHead 64, batch 1, d_model 256) at L = 1K … 64K, for
  *
@@ -180,7 +180,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const refMaxLen = numberFlag(flags.rest, '--ref-max-len', 1024);
   const budgetBytes = numberFlag(flags.rest, '--budget-gb', 8) * 2 ** 30;
   const fullMaxLen = numberFlag(flags.rest, '--full-max-len', 4096);
-  const cellBudgetS = numberFlag(flags.rest, '--cell-s', 180);
+  const cellBudgetS = numberFlag(flags.rest, '--cell-s', 300);
   const tfjsBudgetS = numberFlag(flags.rest, '--tfjs-cell-s', 900);
   const lengths = [1024, 2048, 4096, 8192, 16384, 65536].filter((L) => L <= maxLen);
   const log = (m: string) => {
@@ -201,8 +201,15 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     methods.push(ourMethod('full', () => FullAttention({ nHeads: N_HEADS, dHead: D_HEAD, causal: true }), runner, kind, true));
   }
 
+  // --only 'lsh h4 c128,tfjs': the methods whose name or `name [runner]` contains one of the parts
+  const onlyAt = flags.rest.indexOf('--only');
+  const only = onlyAt < 0 ? undefined : (flags.rest[onlyAt + 1] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  if (only !== undefined && only.length === 0) throw new Error("bench attention: --only needs a comma-separated list of method names, e.g. 'lsh h2 c64,tfjs'");
+  const selected = only === undefined ? methods : methods.filter((m) => only.some((p) => `${m.name} [${m.runner}]`.includes(p)));
+  if (selected.length === 0) throw new Error(`bench attention: --only '${only!.join(',')}' matches none of: ${methods.map((m) => `${m.name} [${m.runner}]`).join(', ')}`);
+
   const cells: AttentionCell[] = [];
-  for (const m of methods) {
+  for (const m of selected) {
     let stopped = false;
     for (const L of lengths) {
       if (m.runner === 'reference' && L > refMaxLen) continue;
@@ -253,7 +260,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
         const firstS = (performance.now() - t0) / 1000;
         if (firstS > (m.runner === 'tfjs' ? tfjsBudgetS : cellBudgetS)) {
           stopped = true;
-          cells.push({ ...base, status: 'over time budget', firstS, peakBytes: cell.peak(), note: `first run ${firstS.toFixed(1)} s > ${cellBudgetS} s` });
+          cells.push({ ...base, status: 'over time budget', firstS, peakBytes: cell.peak(), note: `first run ${firstS.toFixed(1)} s > ${m.runner === 'tfjs' ? tfjsBudgetS : cellBudgetS} s` });
           log(`${m.name} [${m.runner}] L=${L}: first run ${firstS.toFixed(1)} s — over time budget`);
           cell.dispose();
           continue;
