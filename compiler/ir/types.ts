@@ -63,77 +63,44 @@ export type Node = Op & {
   readonly scope: string;
 };
 
+/** The fields of each op that hold operand ids, in operand order (`xs` holds a list of them). */
+const OPERAND_FIELDS: { readonly [K in OpName]: ReadonlyArray<Exclude<keyof Extract<Op, { op: K }>, 'op'>> } = {
+  input: [],
+  const: [],
+  iota: [],
+  unary: ['x'],
+  cast: ['x'],
+  reduce: ['x'],
+  broadcast: ['x'],
+  reshape: ['x'],
+  transpose: ['x'],
+  slice: ['x'],
+  pad: ['x'],
+  argmax: ['x'],
+  argsort: ['x'],
+  stopGradient: ['x'],
+  binary: ['a', 'b'],
+  compare: ['a', 'b'],
+  matmul: ['a', 'b'],
+  where: ['cond', 'a', 'b'],
+  concat: ['xs'],
+  gather: ['x', 'index'],
+  scatterAdd: ['updates', 'index'],
+  random: ['seed'],
+};
+
 /** The operand ids of a node, in a fixed order. */
 export function operands(node: Op): NodeId[] {
-  switch (node.op) {
-    case 'input':
-    case 'const':
-    case 'iota':
-      return [];
-    case 'unary':
-    case 'cast':
-    case 'reduce':
-    case 'broadcast':
-    case 'reshape':
-    case 'transpose':
-    case 'slice':
-    case 'pad':
-    case 'argmax':
-    case 'argsort':
-    case 'stopGradient':
-      return [node.x];
-    case 'binary':
-    case 'compare':
-    case 'matmul':
-      return [node.a, node.b];
-    case 'where':
-      return [node.cond, node.a, node.b];
-    case 'concat':
-      return [...node.xs];
-    case 'gather':
-      return [node.x, node.index];
-    case 'scatterAdd':
-      return [node.updates, node.index];
-    case 'random':
-      return [node.seed];
-  }
+  const fields = node as unknown as Readonly<Record<string, NodeId | readonly NodeId[]>>;
+  return (OPERAND_FIELDS[node.op] as readonly string[]).flatMap((f) => fields[f]!);
 }
 
 /** A copy of `node`'s op reading `ids` instead of its operands (same order as `operands`). */
 export function withOperands(node: Op, ids: readonly NodeId[]): Op {
-  const [a, b, c] = ids as [NodeId, NodeId, NodeId];
-  switch (node.op) {
-    case 'input':
-    case 'const':
-    case 'iota':
-      return node;
-    case 'unary':
-    case 'cast':
-    case 'reduce':
-    case 'broadcast':
-    case 'reshape':
-    case 'transpose':
-    case 'slice':
-    case 'pad':
-    case 'argmax':
-    case 'argsort':
-    case 'stopGradient':
-      return { ...node, x: a };
-    case 'binary':
-    case 'compare':
-    case 'matmul':
-      return { ...node, a, b };
-    case 'where':
-      return { ...node, cond: a, a: b, b: c };
-    case 'concat':
-      return { ...node, xs: [...ids] };
-    case 'gather':
-      return { ...node, x: a, index: b };
-    case 'scatterAdd':
-      return { ...node, updates: a, index: b };
-    case 'random':
-      return { ...node, seed: a };
-  }
+  if (node.op === 'concat') return { ...node, xs: [...ids] };
+  const copy: Record<string, unknown> = { ...node };
+  (OPERAND_FIELDS[node.op] as readonly string[]).forEach((f, i) => (copy[f] = ids[i]));
+  return copy as unknown as Op;
 }
 
 export function sizeOf(shape: Shape): number {

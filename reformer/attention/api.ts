@@ -124,6 +124,7 @@ export async function lshAttention(qk: Float32Array, v: Float32Array, options: L
     allowDuplicateAttention: options.allowDuplicateAttention,
     attendAcrossBuckets: options.attendAcrossBuckets,
     chunksPerGroup: options.chunksPerGroup,
+    recomputeScores: options.recomputeScores,
     injectRotations: injected,
   };
   const key = JSON.stringify(['lsh', options.shape, dV, graphOptions]);

@@ -75,12 +75,23 @@ function duplicateCounts(kvPos: Tensor, sort: LshSort, H: number, L: number, c: 
 
 /** Score-block elements per window group when `chunksPerGroup` is 'auto' (float32-exact indices). */
 export const GROUP_SCORE_ELEMENTS = 2 ** 24;
+/** All windows' score elements beyond which `recomputeScores: 'auto'` recomputes groups. */
+export const RECOMPUTE_SCORE_ELEMENTS = 2 ** 26;
+
+/** Elements of one query chunk's score block: chunkLen × window. */
+const chunkScores = (o: ResolvedLsh) => o.chunkLen * o.chunkLen * (o.nChunksBefore + 1 + o.nChunksAfter);
 
 /** Query chunks per window group: the option, or as many as keep a group's scores within budget. */
 export function chunksPerGroup(o: ResolvedLsh, batchHeads: number, nChunks: number): number {
-  const window = o.chunkLen * (o.nChunksBefore + 1 + o.nChunksAfter);
   if (o.chunksPerGroup !== 'auto') return Math.min(o.chunksPerGroup, nChunks);
-  return Math.max(1, Math.min(nChunks, Math.floor(GROUP_SCORE_ELEMENTS / (batchHeads * o.chunkLen * window))));
+  return Math.max(1, Math.min(nChunks, Math.floor(GROUP_SCORE_ELEMENTS / (batchHeads * chunkScores(o)))));
+}
+
+/** Whether window groups are recompute regions (one group never is: nothing to gain). */
+export function recomputesScores(o: ResolvedLsh, batchHeads: number, nChunks: number): boolean {
+  if (chunksPerGroup(o, batchHeads, nChunks) >= nChunks) return false;
+  if (o.recomputeScores !== 'auto') return o.recomputeScores;
+  return batchHeads * nChunks * chunkScores(o) > RECOMPUTE_SCORE_ELEMENTS;
 }
 
 /** `length` entries of `axis` from `start` on, wrapping around the axis (as many times as needed). */
@@ -170,9 +181,9 @@ function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: nu
  * LSH attention of qk `[B,h,L,dK]` (shared queries/keys) and v `[B,h,L,dV]` with precomputed
  * buckets `[B,h,H,L]`; returns `[B,h,L,dV]`.
  *
- * The chunk schedule: query chunks are attended in groups (`chunksPerGroup`); when there are
- * several, each is a recompute region, so the backward pass replays one group's scores at a time
- * instead of keeping every window's probabilities from the forward pass.
+ * The chunk schedule: query chunks are attended in groups (`chunksPerGroup`). With
+ * `recomputeScores`, each group is a recompute region, so the backward pass replays one group's
+ * scores at a time instead of keeping every window's probabilities from the forward pass.
  */
 export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh, extras: LshExtras = {}): Tensor {
   checkShapes(qk, v, buckets, o);
@@ -194,6 +205,7 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
       : { counts: duplicateCounts(lookAround(chunk(sort.position, 2, c), 2, o.nChunksBefore, o.nChunksAfter), sort, H, L, c) }),
   };
   const per = chunksPerGroup(o, B * h, nC);
+  const recompute = recomputesScores(o, B * h, nC);
   const outs: Tensor[] = [];
   const lses: Tensor[] = [];
   for (let first = 0, group = 0; first < nC; first += per, group++) {
@@ -202,8 +214,7 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
     const d = extras.dropout;
     const dropout = d === undefined || group === 0 ? d : { ...d, salt: saltOf(`${d.salt}|window group ${group}`) };
     const attend = () => attendWindowGroup(inputs, o, first, n, dropout);
-    // One group gains nothing from replaying: its backward would hold the same scores anyway.
-    const r = per < nC ? qk.graph.recompute(`LSH window group ${group}`, attend) : attend();
+    const r = recompute ? qk.graph.recompute(`LSH window group ${group}`, attend) : attend();
     outs.push(r.out);
     lses.push(r.lse);
   }

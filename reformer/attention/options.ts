@@ -36,6 +36,13 @@ export interface LshOptions {
    * group.
    */
   readonly chunksPerGroup?: number | 'auto';
+  /**
+   * With several window groups: recompute each group's scores in the backward pass (true) or keep
+   * them from the forward pass (false). `'auto'` (default): recompute when all windows' scores
+   * together exceed 2^26 elements (256 MiB a copy), i.e. trade one more forward of the groups for
+   * memory only where memory is what limits.
+   */
+  readonly recomputeScores?: boolean | 'auto';
 }
 
 /** Options with defaults filled in and checked against the sequence length. */
@@ -51,6 +58,7 @@ export interface ResolvedLsh {
   readonly allowDuplicateAttention: boolean;
   readonly attendAcrossBuckets: boolean;
   readonly chunksPerGroup: number | 'auto';
+  readonly recomputeScores: boolean | 'auto';
 }
 
 function count(layer: string, name: string, value: number, min: number): number {
@@ -67,6 +75,9 @@ export function checkLshOptions(layer: string, o: LshOptions): void {
   count(layer, 'nChunksBefore', o.nChunksBefore ?? 1, 0);
   count(layer, 'nChunksAfter', o.nChunksAfter ?? 0, 0);
   if (o.chunksPerGroup !== undefined && o.chunksPerGroup !== 'auto') count(layer, 'chunksPerGroup', o.chunksPerGroup, 1);
+  if (o.recomputeScores !== undefined && o.recomputeScores !== 'auto' && typeof o.recomputeScores !== 'boolean') {
+    throw new OptionError(`${layer}: option 'recomputeScores' must be true, false or 'auto', got ${String(o.recomputeScores)}`);
+  }
   if (Array.isArray(o.bucketFactors)) {
     const fs = o.bucketFactors as readonly number[];
     if (fs.length === 0) throw new OptionError(`${layer}: option 'bucketFactors' must list at least one factor`);
@@ -116,6 +127,7 @@ export function resolveLsh(layer: string, scope: string, o: LshOptions, L: numbe
     allowDuplicateAttention: o.allowDuplicateAttention ?? true,
     attendAcrossBuckets: o.attendAcrossBuckets ?? true,
     chunksPerGroup: o.chunksPerGroup ?? 'auto',
+    recomputeScores: o.recomputeScores ?? 'auto',
   };
 }
 

@@ -29,6 +29,7 @@ describe('LSH attention gradients (buckets fixed)', () => {
           attendAcrossBuckets: fc.boolean(),
           // window groups of the chunk schedule (recomputed in the backward pass)
           chunksPerGroup: fc.integer({ min: 1, max: 8 }),
+          recomputeScores: fc.boolean(),
           seed: fc.integer({ min: 0, max: 1 << 20 }),
         }),
         async (o) => {
@@ -67,6 +68,7 @@ describe('LSH gradients under the chunk schedule', () => {
           allowDuplicateAttention: fc.boolean(),
           nChunksAfter: fc.integer({ min: 0, max: 1 }),
           per: fc.integer({ min: 1, max: 5 }),
+          recomputeScores: fc.boolean(),
           seed: fc.integer({ min: 0, max: 1 << 20 }),
         }),
         async ({ per, ...o }) => {
@@ -138,7 +140,7 @@ describe('layer gradients and causality', () => {
 
   const causalLayers: Array<[string, Layer]> = [
     ['LSHSelfAttention', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true })],
-    ['LSHSelfAttention (one chunk per window group)', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true, chunksPerGroup: 1 })],
+    ['LSHSelfAttention (one chunk per window group)', LSHSelfAttention({ nHeads: 2, dHead: 3, nHashes: 2, chunkLen: 2, causal: true, chunksPerGroup: 1, recomputeScores: true })],
     ['LSHSelfAttention (paper switches)', LSHSelfAttention({ nHeads: 1, dHead: 3, nHashes: 3, chunkLen: 2, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false })],
     ['FullAttention', FullAttention({ nHeads: 2, dHead: 3, causal: true })],
     ['FullAttention sharedQK', FullAttention({ nHeads: 2, dHead: 3, causal: true, sharedQK: true })],

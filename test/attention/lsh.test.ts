@@ -224,13 +224,24 @@ describe(`LSH attention properties on ${rc.name}`, () => {
 describe('LSH graph', () => {
   it('the chunk schedule bounds memory: with 8 window groups the planned fwd+bwd peak is a fraction of one group', () => {
     const peak = (chunksPerGroup: number) => {
-      const built = buildLshGraph([1, 2, 512, 4], 4, { nHashes: 2, chunkLen: 16, causal: true, chunksPerGroup, fixedBuckets: true });
+      const built = buildLshGraph([1, 2, 512, 4], 4, { nHashes: 2, chunkLen: 16, causal: true, chunksPerGroup, recomputeScores: true, fixedBuckets: true });
       const loss = ops.sumAll(ops.mul(built.output, built.output));
       const g = grad(built.graph, loss.id, [built.qk.id, built.v.id]);
       return planMemory(compile(g.graph, g.graph.outputs)).peakBytes;
     };
     const [one, eight] = [peak(64), peak(8)];
     expect(eight).toBeLessThan(0.35 * one);
+  });
+
+  it('recomputes window groups when asked, or (auto) when all scores exceed 2^26 elements; never one group', () => {
+    const regions = (L: number, o: { chunksPerGroup?: number; recomputeScores?: boolean | 'auto' }) =>
+      buildLshGraph([1, 4, L, 2], 2, { nHashes: 4, chunkLen: 128, causal: true, fixedBuckets: true, ...o }).graph.recomputeRegions.length;
+    expect(regions(1024, { chunksPerGroup: 8, recomputeScores: true })).toBe(4);
+    expect(regions(1024, { chunksPerGroup: 8, recomputeScores: false })).toBe(0);
+    expect(regions(1024, { chunksPerGroup: 32, recomputeScores: true })).toBe(0);
+    // 4 heads × (4·L/128) chunks × 128·256 scores: 2^26 at 16K (4 groups, kept), 2^27 at 32K
+    expect(regions(16384, {})).toBe(0);
+    expect(regions(32768, {})).toBe(8);
   });
 
   it('vectorises over chunks: the node count does not grow with L', () => {
