@@ -17,6 +17,26 @@ function weightedLoss(g: Graph, out: ops.Tensor, seed: number): number {
   return ops.sumAll(ops.mul(out, w)).id;
 }
 
+type LshGraphOptions = Parameters<typeof buildLshGraph>[2];
+
+/**
+ * LSH attention on host qk/v with buckets hashed once (float64 reference) and then fixed: the
+ * graph, its loss Σ out·W, the gradient graph w.r.t. qk and v, and the feeds.
+ */
+async function fixedBucketGradients(shape: readonly [number, number, number, number], dV: number, o: LshGraphOptions & { seed: number }) {
+  const qk = randomArray(o.seed, shape.reduce((a, b) => a * b, 1));
+  const v = randomArray(o.seed + 1, (shape[0] * shape[1] * shape[2]) * dV);
+  const { buckets } = await lshAttention(qk, v, { shape, ...o, runner: new ReferenceRunner() });
+  const built = buildLshGraph(shape, dV, { ...o, fixedBuckets: true });
+  const loss = weightedLoss(built.graph, built.output, o.seed + 2);
+  const feeds: Record<string, HostTensor> = {
+    qk: hostTensor(built.qk.shape, qk),
+    v: hostTensor(built.v.shape, v),
+    buckets: hostTensor(built.buckets.shape, buckets, 'i32'),
+  };
+  return { graph: built.graph, loss, grads: grad(built.graph, loss, [built.qk.id, built.v.id]).graph, feeds };
+}
+
 describe('LSH attention gradients (buckets fixed)', () => {
   it('match central finite differences for qk and v', async () => {
     await fc.assert(
@@ -33,22 +53,10 @@ describe('LSH attention gradients (buckets fixed)', () => {
           seed: fc.integer({ min: 0, max: 1 << 20 }),
         }),
         async (o) => {
-          const shape = [1, 2, 8, 3] as const;
-          const dV = 2;
-          const qk = randomArray(o.seed, 48);
-          const v = randomArray(o.seed + 1, 32);
-          const { buckets } = await lshAttention(qk, v, { shape, ...o, runner: new ReferenceRunner() });
-          const built = buildLshGraph(shape, dV, { ...o, fixedBuckets: true });
-          const loss = weightedLoss(built.graph, built.output, o.seed + 2);
-          const g = grad(built.graph, loss, [built.qk.id, built.v.id]);
-          const feeds: Record<string, HostTensor> = {
-            qk: hostTensor(built.qk.shape, qk),
-            v: hostTensor(built.v.shape, v),
-            buckets: hostTensor(built.buckets.shape, buckets, 'i32'),
-          };
-          const [, gqk, gv] = evaluate(g.graph, feeds);
-          expectClose(gqk!.data, finiteDifference(built.graph, feeds, 'qk', loss), 1e-4, 1e-6, 'd/dqk');
-          expectClose(gv!.data, finiteDifference(built.graph, feeds, 'v', loss), 1e-4, 1e-6, 'd/dv');
+          const { graph, loss, grads, feeds } = await fixedBucketGradients([1, 2, 8, 3], 2, o);
+          const [, gqk, gv] = evaluate(grads, feeds);
+          expectClose(gqk!.data, finiteDifference(graph, feeds, 'qk', loss), 1e-4, 1e-6, 'd/dqk');
+          expectClose(gv!.data, finiteDifference(graph, feeds, 'v', loss), 1e-4, 1e-6, 'd/dv');
         },
       ),
       { numRuns: 12 },
@@ -72,20 +80,9 @@ describe('LSH gradients under the chunk schedule', () => {
           seed: fc.integer({ min: 0, max: 1 << 20 }),
         }),
         async ({ per, ...o }) => {
-          const shape = [2, 1, 9, 3] as const;
-          const qk = randomArray(o.seed, 54);
-          const v = randomArray(o.seed + 1, 36);
-          const { buckets } = await lshAttention(qk, v, { shape, ...o, runner: new ReferenceRunner() });
           const gradsWith = async (chunksPerGroup: number, runner?: GraphRunner) => {
-            const built = buildLshGraph(shape, 2, { ...o, chunksPerGroup, fixedBuckets: true });
-            const loss = weightedLoss(built.graph, built.output, o.seed + 2);
-            const g = grad(built.graph, loss, [built.qk.id, built.v.id]);
-            const feeds: Record<string, HostTensor> = {
-              qk: hostTensor(built.qk.shape, qk),
-              v: hostTensor(built.v.shape, v),
-              buckets: hostTensor(built.buckets.shape, buckets, 'i32'),
-            };
-            return runner === undefined ? evaluate(g.graph, feeds) : runner.run(g.graph, feeds);
+            const { grads, feeds } = await fixedBucketGradients([2, 1, 9, 3], 2, { ...o, chunksPerGroup });
+            return runner === undefined ? evaluate(grads, feeds) : runner.run(grads, feeds);
           };
           const one = await gradsWith(1000);
           const grouped = await gradsWith(per);
