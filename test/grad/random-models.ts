@@ -12,6 +12,7 @@ import {
   Fn,
   LayerNorm,
   Parallel,
+  Recompute,
   Residual,
   Select,
   Serial,
@@ -26,7 +27,7 @@ export type Desc =
   | { readonly k: 'dense' | 'layerNorm' | 'dropout' | 'halfSquare' }
   | { readonly k: 'act'; readonly name: 'relu' | 'gelu' | 'tanh' }
   | { readonly k: 'serial'; readonly xs: readonly Desc[] }
-  | { readonly k: 'residual'; readonly body: Desc }
+  | { readonly k: 'residual' | 'recompute'; readonly body: Desc }
   | { readonly k: 'branch'; readonly a: Desc; readonly b: Desc; readonly combine: 'add' | 'mul' | 'concat' }
   | { readonly k: 'parallel' | 'swap' | 'select'; readonly a: Desc; readonly b: Desc };
 
@@ -42,6 +43,7 @@ export function desc(depth: number): fc.Arbitrary<Desc> {
     { weight: 2, arbitrary: leaf },
     { weight: 1, arbitrary: fc.array(sub, { minLength: 1, maxLength: 3 }).map((xs): Desc => ({ k: 'serial', xs })) },
     { weight: 1, arbitrary: sub.map((body): Desc => ({ k: 'residual', body })) },
+    { weight: 1, arbitrary: sub.map((body): Desc => ({ k: 'recompute', body })) },
     {
       weight: 1,
       arbitrary: fc
@@ -78,6 +80,8 @@ export function build(x: Desc, d: number): Layer {
       return Serial(...x.xs.map((c) => build(c, d)));
     case 'residual':
       return Residual(build(x.body, d));
+    case 'recompute':
+      return Recompute(build(x.body, d));
     case 'branch': {
       const both = Branch(build(x.a, d), build(x.b, d));
       if (x.combine === 'add') return Serial(both, Add());
