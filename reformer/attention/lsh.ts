@@ -141,7 +141,8 @@ function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: nu
   const before = o.nChunksBefore;
   const span = before + 1 + o.nChunksAfter;
   const w = span * c;
-  // the group's slots with `before` chunks ahead of them and `after` behind, wrapping across rounds
+  // the group's slots, the `before` chunks preceding them and the `after` chunks following them
+  // (wrapping across rounds and around the end)
   const extended = (t: Tensor) => wrappedSlice(t, 2, (first - before) * c, (n + span - 1) * c);
   const own = (t: Tensor) => chunk(ops.sliceAxis(t, 2, before * c, n * c), 2, c);
   const windows = (t: Tensor) => windowsOf(chunk(t, 2, c), 2, n, span);
