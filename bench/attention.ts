@@ -23,7 +23,7 @@
 import { InitKey, flattenParams, ops, spec, trace, type Layer } from '../dsl/index.ts';
 import { FullAttention, LSHSelfAttention } from '../reformer/attention/index.ts';
 import { grad } from '../compiler/grad/grad.ts';
-import { hostTensor, type HostTensor } from '../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
 import { CompiledRunner, createRunner } from '../runtime/compiled-runner.ts';
 import { ReferenceRunner, type GraphRunner } from '../runtime/runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';

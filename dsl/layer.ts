@@ -5,7 +5,7 @@
  * `nIn` tensors from the top and pushes `nOut`.
  */
 import { Graph, OptionError, Tensor } from '../compiler/ir/graph.ts';
-import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { normalAt, saltOf, uniformAt } from '../compiler/ir/random.ts';
 import type { DType, Shape } from '../compiler/ir/types.ts';
 import { sizeOf } from '../compiler/ir/types.ts';

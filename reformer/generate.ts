@@ -3,7 +3,7 @@
  * the last L−1 tokens, so each new token costs one forward pass (no incremental cache yet).
  */
 import { uniformAt } from '../compiler/ir/random.ts';
-import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import type { Layer } from '../dsl/layer.ts';
 import type { GraphRunner } from '../runtime/runner.ts';
 import { logitsGraph, objectiveFeeds } from './train/objective.ts';

@@ -13,7 +13,7 @@
  * if (!report.passed) console.error(report.counterexample);
  */
 import fc from 'fast-check';
-import { hostTensor, type HostTensor } from '../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
 import type { Shape } from '../compiler/ir/types.ts';
 import { sizeOf } from '../compiler/ir/types.ts';
 import { mix32 } from '../compiler/ir/random.ts';

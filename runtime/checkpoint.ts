@@ -18,7 +18,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { formatShape } from '../compiler/ir/types.ts';
 import { flattenParams, mapParams, type Params } from '../dsl/layer.ts';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';

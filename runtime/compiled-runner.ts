@@ -15,7 +15,7 @@ import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
 import { formatShape, sizeOf } from '../compiler/ir/types.ts';
-import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { assertRanOn, openBackend, type Backend, type BackendName, type KernelIntrospection } from './backend.ts';
 import { planMemory, type MemoryPlan } from './memory-plan.ts';
 import type { Feeds, GraphRunner } from './runner.ts';

@@ -5,7 +5,8 @@
  */
 import type { Graph } from '../compiler/ir/graph.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
-import { evaluate, type HostTensor } from '../compiler/reference/evaluate.ts';
+import { evaluate } from '../compiler/reference/evaluate.ts';
+import { type HostTensor } from '../compiler/ir/host-tensor.ts';
 
 export type Feeds = Readonly<Record<string, HostTensor>>;
 

@@ -14,7 +14,7 @@
  * data stays a Float64Array, so no precision is lost before the caller decides).
  */
 import { readFile } from 'node:fs/promises';
-import type { HostTensor } from '../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { formatShape } from '../compiler/ir/types.ts';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'I32';

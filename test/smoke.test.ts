@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { grad } from '../compiler/grad/grad.ts';
-import { evaluate, hostTensor } from '../compiler/reference/evaluate.ts';
+import { evaluate } from '../compiler/reference/evaluate.ts';
+import { hostTensor } from '../compiler/ir/host-tensor.ts';
 import { CrossEntropyLoss, Dense, InitKey, Relu, Serial, Branch, Parallel, trace, flattenParams, LayerNorm, spec } from '../dsl/index.ts';
 import { finiteDifference, expectClose } from './support/numeric.ts';
 

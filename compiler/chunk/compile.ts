@@ -11,7 +11,7 @@
 import { Graph } from '../ir/graph.ts';
 import type { NodeId, Shape } from '../ir/types.ts';
 import { vjp } from '../grad/grad.ts';
-import { hostTensor, type HostTensor } from '../reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../ir/host-tensor.ts';
 import * as ops from '../../dsl/ops.ts';
 import { flattenParams, paramInputs, traceContext, type InputSpec, type Params, type TensorSpec } from '../../dsl/layer.ts';
 import { applyChunk, isChunked, resolveChunking, type ChunkedLayer } from '../../dsl/chunked.ts';

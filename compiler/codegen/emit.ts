@@ -16,7 +16,7 @@
 import type { Graph } from '../ir/graph.ts';
 import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
-import { stridesOf } from '../reference/evaluate.ts';
+import { stridesOf } from '../ir/host-tensor.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
 import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';

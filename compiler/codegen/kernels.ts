@@ -14,7 +14,7 @@
 import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
-import { stridesOf } from '../reference/evaluate.ts';
+import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';

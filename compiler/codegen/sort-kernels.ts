@@ -17,7 +17,7 @@
 import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { Node, NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
-import { stridesOf } from '../reference/evaluate.ts';
+import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
 import { kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 

@@ -18,7 +18,7 @@
  */
 import type { Graph } from '../ir/graph.ts';
 import type { NodeId } from '../ir/types.ts';
-import { stridesOf } from '../reference/evaluate.ts';
+import { stridesOf } from '../ir/host-tensor.ts';
 
 export interface Factor {
   readonly size: number;

@@ -4,32 +4,11 @@
  */
 import { liveNodes, type Graph } from '../ir/graph.ts';
 import { normalAt, uniformAt } from '../ir/random.ts';
-import type { DType, Node, NodeId, Shape } from '../ir/types.ts';
+import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { formatShape, operands, sizeOf } from '../ir/types.ts';
+import { stridesOf, type HostTensor } from '../ir/host-tensor.ts';
 
-/** A concrete tensor on the host. f32 tensors are held as Float64Array here (float64 semantics). */
-export interface HostTensor {
-  readonly shape: Shape;
-  readonly dtype: DType;
-  readonly data: Float64Array | Float32Array | Int32Array;
-}
-
-export function hostTensor(shape: Shape, data: ArrayLike<number>, dtype: DType = 'f32'): HostTensor {
-  if (data.length !== sizeOf(shape)) {
-    throw new Error(`tensor data has ${data.length} elements, shape ${formatShape(shape)} needs ${sizeOf(shape)}`);
-  }
-  return { shape: [...shape], dtype, data: dtype === 'i32' ? Int32Array.from(data) : Float64Array.from(data) };
-}
-
-export function stridesOf(shape: Shape): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
+export type { HostTensor } from '../ir/host-tensor.ts';
 
 /** Calls `fn(flat, index)` for each element in row-major order; `index` is reused between calls. */
 function forEachIndex(shape: Shape, fn: (flat: number, index: number[]) => void): void {

@@ -4,7 +4,7 @@
  * chunked schedules are checked against (values) and compared with (memory).
  */
 import { Graph } from '../ir/graph.ts';
-import { hostTensor, type HostTensor } from '../reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../ir/host-tensor.ts';
 import type { NodeId } from '../ir/types.ts';
 import { vjp } from '../grad/grad.ts';
 import { applyLayer, flattenParams, paramInputs, traceContext, type Layer, type Params, type TensorSpec } from '../../dsl/layer.ts';

@@ -11,7 +11,7 @@
  * const { gradsByParamPath, dX1, dX2 } = await c.backward(runner, saved, [dY1, dY2]);
  * console.log(printSchedule(c.backwardSchedule));
  */
-import { hostTensor, type HostTensor } from '../reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../ir/host-tensor.ts';
 import type { Shape } from '../ir/types.ts';
 import { childParams, flattenParams, type InputSpec, type Params, type TensorSpec } from '../../dsl/layer.ts';
 import { isReversibleStack, type ReversibleStackLayer } from '../../dsl/reversible.ts';

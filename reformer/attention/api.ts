@@ -9,7 +9,7 @@
  * const { output, buckets } = await lshAttention(qk, v, { shape: [1, 2, 64, 16], nHashes: 4, chunkLen: 8, seed: 7 });
  */
 import { Graph, OptionError, type Tensor } from '../../compiler/ir/graph.ts';
-import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import type { GraphRunner } from '../../runtime/runner.ts';
 import { fullAttend } from './full.ts';

@@ -7,7 +7,7 @@
  * at position L/2 is trivially predictable; it moves accuracy by at most 1/(L/2).) Batches are a pure
  * function of (seed, step), like `WindowSampler`.
  */
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { hash3, saltOf } from '../../compiler/ir/random.ts';
 import { randomIndex } from './split.ts';
 

@@ -8,7 +8,7 @@
  *   exactly the batches an uninterrupted run would have seen; the "data position" is just the step.
  * - `evalWindows`: consecutive non-overlapping windows, for a deterministic evaluation pass.
  */
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { hash3, saltOf } from '../../compiler/ir/random.ts';
 
 export interface HeldOutSplit {

@@ -6,7 +6,7 @@
 import { grad } from '../../compiler/grad/grad.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import * as ops from '../../dsl/ops.ts';
 import { applyLayer, paramInputs, traceContext, type Layer, type Params } from '../../dsl/layer.ts';
 import { CrossEntropyLoss } from '../../dsl/layers/lm.ts';

@@ -6,7 +6,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { flattenParams, InitKey, spec, type Params } from '../../dsl/layer.ts';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, writeFileAtomic } from '../../runtime/checkpoint.ts';
 import type { Optimizer } from '../../runtime/optim/index.ts';

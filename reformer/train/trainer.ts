@@ -4,7 +4,7 @@
  * JSONL run log. A run resumed from step s replays the uninterrupted run from s on exactly.
  */
 import { mix32 } from '../../compiler/ir/random.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { flattenParams, InitKey, spec, type Layer, type Params } from '../../dsl/layer.ts';
 import type { GraphRunner } from '../../runtime/runner.ts';
 import { Adafactor, Adam, clipByGlobalNorm, warmupRsqrtSchedule, type Optimizer } from '../../runtime/optim/index.ts';

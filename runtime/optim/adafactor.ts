@@ -16,7 +16,7 @@
  * Defaults as in trax: decayRate 0.8, clippingThreshold 1, ε2 1e-3, β1 0, weightDecay 1e-5.
  * ε1 defaults to the paper's 1e-30 (trax uses 1e-16; both only guard division by zero).
  */
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { sizeOf, type Shape } from '../../compiler/ir/types.ts';
 import { checkGrads, checkState, rms, shapesOf, stepTensor, zeros, type Optimizer, type ParamShapes, type TensorMap } from './state.ts';
 

@@ -9,7 +9,7 @@
  * pass them explicitly to match it), weight decay 0. Weight decay multiplies the weights directly,
  * as trax does (it is not scaled by lr).
  */
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { Shape } from '../../compiler/ir/types.ts';
 import { checkGrads, checkState, shapesOf, stepTensor, zeros, type Optimizer, type ParamShapes, type TensorMap } from './state.ts';
 

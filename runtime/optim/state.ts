@@ -2,7 +2,7 @@
  * What every optimizer shares: flat parameter maps (path -> tensor, paths from `flattenParams`),
  * in-place updates, and state that round-trips through a map of named tensors (for checkpoints).
  */
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { formatShape, sizeOf, type Shape } from '../../compiler/ir/types.ts';
 
 export type TensorMap = ReadonlyMap<string, HostTensor>;

@@ -8,7 +8,7 @@
  * the step seed; everything else is an activation or cotangent.
  */
 import type { Graph } from '../../compiler/ir/graph.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
 import { formatShape } from '../../compiler/ir/types.ts';
 import type { GraphRunner } from '../runner.ts';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../compiler/ir/graph.ts';
-import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { InitKey, flattenParams, spec, trace, type Layer, type Params } from '../../dsl/layer.ts';
 import { fullAttend, localAttend } from '../../reformer/attention/full.ts';
 import { FullAttention, LSHSelfAttention, LocalAttention } from '../../reformer/attention/layers.ts';

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Dense, Gelu, InitKey, LayerNorm, Relu, Serial, Dup, spec, trace } from '../../dsl/index.ts';
-import { evaluate, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Chunked } from '../../dsl/chunked.ts';
 import { compileChunked } from '../../compiler/chunk/compile.ts';
 import { ordinaryBackprop } from '../../compiler/reversible/backprop.ts';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { assertRanOn, BackendUnavailableError, openBackend, probeBackend } from '../../runtime/backend.ts';
 import { createRunner } from '../../runtime/index.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
-import { hostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor } from '../../compiler/ir/host-tensor.ts';
 import { exp } from '../../dsl/ops.ts';
 
 describe('backend selection', () => {

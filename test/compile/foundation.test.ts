@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { grad } from '../../compiler/grad/grad.ts';
 import * as P from '../../compiler/ir/primitives.ts';
-import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { InitKey, flattenParams, spec, trace } from '../../dsl/index.ts';
 import type { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { rng, uniform, weightedLoss } from '../grad/check.ts';

@@ -12,7 +12,7 @@ import { MATMUL_UNROLL } from '../../compiler/codegen/emit.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
-import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { expectMatchesReference, openRunners, values } from './support.ts';
 

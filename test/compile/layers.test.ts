@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grad } from '../../compiler/grad/grad.ts';
-import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CrossEntropyLoss, Dense, InitKey, LayerNorm, Relu, Serial, flattenParams, spec, trace } from '../../dsl/index.ts';
 import { softmax } from '../../dsl/ops.ts';
 import { Graph } from '../../compiler/ir/graph.ts';

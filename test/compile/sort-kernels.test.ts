@@ -9,7 +9,7 @@ import { compile } from '../../compiler/codegen/compile.ts';
 import { DIRECT_SCATTER_MAX_LEN, RANK_SORT_MAX_LEN } from '../../compiler/codegen/sort-kernels.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
-import { hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { expectMatchesReference, openRunners, values } from './support.ts';
 

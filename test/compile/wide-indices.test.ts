@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../compiler/codegen/compile.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
-import { hostTensor } from '../../compiler/reference/evaluate.ts';
+import { hostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends } from './support.ts';
 import { InitKey, ops, spec, trace } from '../../dsl/index.ts';

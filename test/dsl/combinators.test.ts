@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Graph, OptionError, ShapeError, printGraph } from '../../compiler/ir/graph.ts';
-import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import {
   Branch,
   CrossEntropyLoss,

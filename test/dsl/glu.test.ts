@@ -4,7 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { evaluate, hostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor } from '../../compiler/ir/host-tensor.ts';
 import { OptionError } from '../../compiler/ir/graph.ts';
 import { GLU, InitKey, Residual, LayerNorm, spec, trace, flattenParams } from '../../dsl/index.ts';
 import { checkLayerGradients } from '../grad/check.ts';

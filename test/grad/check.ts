@@ -6,7 +6,8 @@
 import { grad } from '../../compiler/grad/grad.ts';
 import type { Graph, Tensor } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
-import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { Shape } from '../../compiler/ir/types.ts';
 import { sizeOf } from '../../compiler/ir/types.ts';
 import { expectClose, finiteDifference } from '../support/numeric.ts';

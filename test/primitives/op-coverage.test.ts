@@ -10,7 +10,8 @@ import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
 import type { OpName } from '../../compiler/ir/types.ts';
 import { operands, sizeOf } from '../../compiler/ir/types.ts';
-import { evaluate, hostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor } from '../../compiler/ir/host-tensor.ts';
 
 const allOps: Record<OpName, 'differentiable' | 'none' | 'leaf'> = {
   input: 'leaf',

@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Dense, Gelu, InitKey, LayerNorm, Serial, spec } from '../../dsl/index.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { Chunked } from '../../dsl/chunked.ts';
 import { compileReversibleStack } from '../../compiler/reversible/compile.ts';

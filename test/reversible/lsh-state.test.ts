@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InitKey, LayerNorm, Serial, Dense, Relu, spec } from '../../dsl/index.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { LSHSelfAttention } from '../../reformer/attention/layers.ts';
 import { compileReversibleStack } from '../../compiler/reversible/compile.ts';

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Dense, Dup, Fn, InitKey, LayerNorm, Relu, Serial, ops, spec, trace } from '../../dsl/index.ts';
-import { evaluate, hostTensor, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { compileReversibleStack } from '../../compiler/reversible/compile.ts';
 import { ordinaryBackprop } from '../../compiler/reversible/backprop.ts';

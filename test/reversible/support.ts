@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { Dense, Dropout, Gelu, LayerNorm, Relu, Serial, Tanh, type Layer } from '../../dsl/index.ts';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { closeness } from '../support/numeric.ts';
 
 export interface ResidualSpec {

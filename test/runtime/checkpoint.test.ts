@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Dense, Embedding, InitKey, LayerNorm, Serial, flattenParams, spec, type Params } from '../../dsl/index.ts';
 import { CheckpointError, latestCheckpoint, listCheckpoints, loadCheckpoint, saveCheckpoint, writeFileAtomic, type SaveStage } from '../../runtime/checkpoint.ts';
 import { Adam } from '../../runtime/optim/index.ts';

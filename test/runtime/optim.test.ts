@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Adafactor, Adam, clipByGlobalNorm, constantSchedule, globalNorm, multifactorSchedule, rms, warmupRsqrtSchedule, type Optimizer, type TensorMap } from '../../runtime/optim/index.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../runtime/safetensors.ts';
 

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostTensor } from '../../compiler/reference/evaluate.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { decodeSafetensors, encodeSafetensors, maxHeaderBytes, readSafetensors, SafetensorsError } from '../../runtime/safetensors.ts';
 
 /** Builds a file from a raw header object and data bytes, bypassing the encoder's checks. */

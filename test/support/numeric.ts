@@ -1,6 +1,7 @@
 /** Shared numeric helpers for tests: central finite differences and tolerant comparison. */
 import type { Graph } from '../../compiler/ir/graph.ts';
-import { evaluate, type HostTensor } from '../../compiler/reference/evaluate.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
 
 /** Central finite-difference gradient of scalar output `out` w.r.t. the input named `name`. */
