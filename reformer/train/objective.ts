@@ -39,7 +39,16 @@ function traceObjective(model: Layer, params: Params, batchSize: number, seqLen:
 /** Outputs: [loss, ...gradients in paramNames order]. */
 export type TrainObjective = ObjectiveGraph;
 
-export function trainObjective(model: Layer, params: Params, batchSize: number, seqLen: number): TrainObjective {
+export interface TrainObjectiveOptions {
+  /**
+   * Differentiate reversible stacks with the memory-free reversible backward and chunked layers
+   * chunk by chunk (default true); false gives plain backprop of the same graph, for comparison.
+   */
+  readonly memorySchedules?: boolean;
+}
+
+export function trainObjective(model: Layer, params: Params, batchSize: number, seqLen: number, options: TrainObjectiveOptions = {}): TrainObjective {
+  void options;
   const t = traceObjective(model, params, batchSize, seqLen, 'train');
   const wrt: NodeId[] = t.paramNames.map((n) => t.graph.inputByName(n).id);
   const g = grad(t.graph, t.loss.id, wrt);
