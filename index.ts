@@ -1,4 +1,9 @@
-/** Public API of reformer-ts. */
+/**
+ * Public API of reformer-ts: the core (DSL, IR, grad, compiler, runtime, optimisers, Reformer
+ * layers, training loop, safetensors as bytes). It imports no Node built-in, so it bundles for a
+ * browser page; files, checkpoint directories, run directories and corpus loaders are in the
+ * Node entry, node.ts (`reformer-ts/node`).
+ */
 export * from './dsl/index.ts';
 export { Graph, Tensor, ShapeError, OptionError, printGraph } from './compiler/ir/graph.ts';
 export type { DType, Shape, Node, Op } from './compiler/ir/types.ts';
@@ -7,7 +12,7 @@ export { hostTensor, type HostTensor } from './compiler/ir/host-tensor.ts';
 export { grad, vjp, type VjpGraph } from './compiler/grad/grad.ts';
 export { ReferenceRunner, type GraphRunner, type Feeds } from './runtime/runner.ts';
 export { createRunner, CompiledRunner, type RunnerStats, type CompiledRunnerOptions } from './runtime/compiled-runner.ts';
-export { openBackend, BackendUnavailableError, type BackendName } from './runtime/backend.ts';
+export { openBackend, probeBackend, backendPreference, BackendUnavailableError, type BackendName, type ConcreteBackend } from './runtime/backend.ts';
 export { Reversible, ReversibleStack } from './dsl/reversible.ts';
 export { Chunked } from './dsl/chunked.ts';
 export { compileReversibleStack } from './compiler/reversible/compile.ts';
@@ -27,5 +32,5 @@ export { defaultRunConfig, validateRunConfig, type RunConfig, type ModelConfig, 
 export { train, evaluateModel, type TrainOptions, type TrainRecord } from './reformer/train/trainer.ts';
 export { generate } from './reformer/generate.ts';
 export { Adam, Adafactor } from './runtime/optim/index.ts';
-export { saveCheckpoint, loadCheckpoint } from './runtime/checkpoint.ts';
-export { readSafetensors, encodeSafetensors, decodeSafetensors } from './runtime/safetensors.ts';
+export { encodeSafetensors, decodeSafetensors, SafetensorsError, type SafetensorsFile } from './runtime/safetensors.ts';
+export { encodeBytes, decodeBytes, idsToBytes, BYTE_VOCAB_SIZE, PAD_ID, EOS_ID } from './reformer/data/bytes.ts';

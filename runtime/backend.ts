@@ -1,16 +1,25 @@
 /**
- * gpu.js backend selection. `auto` takes the best backend that actually runs a probe kernel here
- * (webgpu → headlessgl → webasm → cpu); an explicitly requested backend that cannot run throws a
+ * gpu.js backend selection, in Node and in a browser page. `auto` takes the first backend of this
+ * environment's preference list that actually runs a probe kernel here — in a page webgpu → webgl2
+ * → webgl → webasm → cpu, in Node webgpu → headlessgl → webasm → cpu — and reports which one it
+ * took (`Backend.name`). An explicitly requested backend that cannot run throws a
  * BackendUnavailableError naming what is missing — never a silent fallback. Every kernel built
  * later is checked the same way (`assertRanOn`).
+ *
+ * This file is part of the browser bundle: it imports no Node built-in and reads Node globals
+ * (`process`) only after checking that they exist.
  */
-import { createRequire } from 'node:module';
 import { GPU } from 'gpu.js';
 
-export type BackendName = 'auto' | 'webgpu' | 'headlessgl' | 'webasm' | 'cpu';
-export type ConcreteBackend = Exclude<BackendName, 'auto'>;
+export type ConcreteBackend = 'webgpu' | 'webgl2' | 'webgl' | 'headlessgl' | 'webasm' | 'cpu';
+export type BackendName = 'auto' | ConcreteBackend;
 
-export const BACKEND_PREFERENCE: readonly ConcreteBackend[] = ['webgpu', 'headlessgl', 'webasm', 'cpu'];
+export const CONCRETE_BACKENDS: readonly ConcreteBackend[] = ['webgpu', 'webgl2', 'webgl', 'headlessgl', 'webasm', 'cpu'];
+
+/** `auto`'s order in a browser page. */
+export const BROWSER_PREFERENCE: readonly ConcreteBackend[] = ['webgpu', 'webgl2', 'webgl', 'webasm', 'cpu'];
+/** `auto`'s order in Node (WebGL exists there only through headless-gl). */
+export const NODE_PREFERENCE: readonly ConcreteBackend[] = ['webgpu', 'headlessgl', 'webasm', 'cpu'];
 
 export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
@@ -28,6 +37,9 @@ export interface Backend {
 // gpu.js's typings miss the introspection API of 2.24; this is the part we use.
 interface GpuStatics {
   isWebGPUAvailable?: () => Promise<boolean>;
+  isWebGPUSupported?: boolean;
+  isWebGL2Supported?: boolean;
+  isWebGLSupported?: boolean;
   isHeadlessGLSupported?: boolean;
   isWebAssemblySupported?: boolean;
 }
@@ -35,41 +47,87 @@ export interface KernelIntrospection {
   kernel?: { constructor: { mode?: string }; fallbackReason?: string | null };
 }
 
+/** The part of Node's `process` read here; absent in a page. */
+interface NodeProcessLike {
+  versions?: { node?: string };
+  report?: { getReport(): unknown };
+  getBuiltinModule?: (id: string) => unknown;
+}
+
+function nodeProcess(): NodeProcessLike | undefined {
+  const p = (globalThis as { process?: NodeProcessLike }).process;
+  return typeof p?.versions?.node === 'string' ? p : undefined;
+}
+
+/** True in Node (and Node-like runtimes), false in a browser page or worker. */
+export function isNodeRuntime(): boolean {
+  return nodeProcess() !== undefined;
+}
+
+/** The order `auto` tries backends in this runtime. */
+export function backendPreference(): readonly ConcreteBackend[] {
+  return isNodeRuntime() ? NODE_PREFERENCE : BROWSER_PREFERENCE;
+}
+
 function glibcVersion(): string | undefined {
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const report = nodeProcess()?.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
   return report?.header?.glibcVersionRuntime;
 }
 
+/** Whether Node can resolve `pkg` from here (false outside Node). */
 function canResolve(pkg: string): boolean {
+  // process.getBuiltinModule avoids a static `node:module` import, which would break the bundle.
+  const mod = nodeProcess()?.getBuiltinModule?.('node:module') as
+    | { createRequire(from: string): { resolve(id: string): string } }
+    | undefined;
+  if (mod === undefined) return false;
   try {
-    createRequire(import.meta.url).resolve(pkg);
+    mod.createRequire(import.meta.url).resolve(pkg);
     return true;
   } catch {
     return false;
   }
 }
 
+async function webGpuGap(): Promise<string | undefined> {
+  const statics = GPU as unknown as GpuStatics;
+  let available = false;
+  try {
+    available = (await statics.isWebGPUAvailable?.()) === true;
+  } catch {
+    available = false;
+  }
+  if (available) return undefined;
+  if (!isNodeRuntime()) {
+    const hasApi = typeof (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu !== 'undefined';
+    return hasApi
+      ? 'webgpu: navigator.gpu exists but no adapter answered (headless Chromium needs --enable-unsafe-webgpu, and a GPU or SwiftShader)'
+      : 'webgpu: this browser has no navigator.gpu (WebGPU is off or unsupported; Chromium needs a secure context, http://127.0.0.1 counts)';
+  }
+  const glibc = glibcVersion();
+  const oldGlibc = glibc !== undefined && Number(glibc.split('.')[1]) < 38 && glibc.startsWith('2.');
+  return (
+    'webgpu: no WebGPU adapter answered; it needs the `webgpu` package (dawn.node) loadable, which needs glibc >= 2.38' +
+    (glibc !== undefined ? ` (this machine has glibc ${glibc}${oldGlibc ? ', too old' : ''})` : '') +
+    ', and a GPU adapter'
+  );
+}
+
 /** Why `name` cannot be used here, or undefined when the platform claims support. */
 async function platformGap(name: ConcreteBackend): Promise<string | undefined> {
   const statics = GPU as unknown as GpuStatics;
+  const node = isNodeRuntime();
   switch (name) {
-    case 'webgpu': {
-      const glibc = glibcVersion();
-      const oldGlibc = glibc !== undefined && Number(glibc.split('.')[1]) < 38 && glibc.startsWith('2.');
-      let available = false;
-      try {
-        available = (await statics.isWebGPUAvailable?.()) === true;
-      } catch {
-        available = false;
-      }
-      if (available) return undefined;
-      return (
-        'webgpu: no WebGPU adapter answered; it needs the `webgpu` package (dawn.node) loadable, which needs glibc >= 2.38' +
-        (glibc !== undefined ? ` (this machine has glibc ${glibc}${oldGlibc ? ', too old' : ''})` : '') +
-        ', and a GPU adapter'
-      );
+    case 'webgpu':
+      return webGpuGap();
+    case 'webgl2':
+    case 'webgl': {
+      if (node) return `${name}: needs a browser page (in Node, WebGL runs through the headlessgl backend)`;
+      const supported = name === 'webgl2' ? statics.isWebGL2Supported : statics.isWebGLSupported;
+      return supported === true ? undefined : `${name}: this page cannot create a ${name === 'webgl2' ? 'WebGL2' : 'WebGL'} context with float textures`;
     }
     case 'headlessgl':
+      if (!node) return 'headlessgl: Node only (in a browser page use webgl2 or webgl)';
       if (statics.isHeadlessGLSupported === true) return undefined;
       return canResolve('gl')
         ? 'headlessgl: the `gl` package is installed but could not create a context (it needs a display, e.g. xvfb-run)'
@@ -116,9 +174,16 @@ export async function probeBackend(name: ConcreteBackend): Promise<string | unde
   return (await platformGap(name)) ?? (await probeKernel(name));
 }
 
-/** Opens a backend; `auto` picks the first of BACKEND_PREFERENCE whose probe passes. */
+function isBackendName(name: string): name is BackendName {
+  return name === 'auto' || (CONCRETE_BACKENDS as readonly string[]).includes(name);
+}
+
+/** Opens a backend; `auto` picks the first of `backendPreference()` whose probe passes. */
 export async function openBackend(requested: BackendName = 'auto'): Promise<Backend> {
-  const candidates = requested === 'auto' ? BACKEND_PREFERENCE : [requested];
+  if (!isBackendName(requested)) {
+    throw new BackendUnavailableError(`unknown backend '${String(requested)}' (expected one of auto, ${CONCRETE_BACKENDS.join(', ')})`);
+  }
+  const candidates = requested === 'auto' ? backendPreference() : [requested];
   const reasons: string[] = [];
   for (const name of candidates) {
     const gap = await probeBackend(name);

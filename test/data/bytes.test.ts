@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BYTE_VOCAB_SIZE, decodeBytes, encodeBytes, EOS_ID, idsToBytes, PAD_ID, readTextSource } from '../../reformer/data/bytes.ts';
+import { BYTE_VOCAB_SIZE, decodeBytes, encodeBytes, EOS_ID, idsToBytes, PAD_ID } from '../../reformer/data/bytes.ts';
+import { readTextSource } from '../../node/text-source.ts';
 
 describe('byte tokens', () => {
   it('pad = 0, EOS = 1, byte b = b + 2, vocabulary 258', () => {

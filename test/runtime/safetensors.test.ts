@@ -4,7 +4,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
-import { decodeSafetensors, encodeSafetensors, maxHeaderBytes, readSafetensors, SafetensorsError } from '../../runtime/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, maxHeaderBytes, SafetensorsError } from '../../runtime/safetensors.ts';
+import { readSafetensors } from '../../node/safetensors-file.ts';
 
 /** Builds a file from a raw header object and data bytes, bypassing the encoder's checks. */
 function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0), headerText?: string): Uint8Array {
