@@ -26,6 +26,8 @@ export interface ModelConfig {
   /** Feed-forward chunk length along the sequence (0 = unchunked). */
   readonly ffChunkLen: number;
   readonly ffActivation: 'relu' | 'gelu';
+  /** Epsilon of every LayerNorm (HF's layer_norm_eps); default 1e-6. */
+  readonly layerNormEpsilon?: number;
   /** Axial positional embedding factorisation; n1·n2 = seqLen and e1+e2 = dModel. */
   readonly axialShape: readonly [number, number];
   readonly axialDims: readonly [number, number];
@@ -67,6 +69,7 @@ export const defaultRunConfig: RunConfig = {
     chunkLen: 32,
     ffChunkLen: 64,
     ffActivation: 'relu',
+    layerNormEpsilon: 1e-6,
     axialShape: [8, 16],
     axialDims: [32, 32],
     dropout: 0.05,
@@ -104,6 +107,10 @@ function nonNegInt(option: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(option, `must be a non-negative integer, got ${JSON.stringify(v)}`);
   return v;
 }
+function positiveNumber(option: string, v: unknown): number {
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) fail(option, `must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
 function rate(option: string, v: unknown): number {
   if (typeof v !== 'number' || !(v >= 0 && v < 1)) fail(option, `must be a number in [0, 1), got ${JSON.stringify(v)}`);
   return v;
@@ -138,6 +145,7 @@ export function validateModelConfig(raw: unknown): ModelConfig {
     ...(m.nBuckets !== undefined ? { nBuckets: posInt('model.nBuckets', m.nBuckets) } : {}),
     ffChunkLen: nonNegInt('model.ffChunkLen', m.ffChunkLen),
     ffActivation: oneOf('model.ffActivation', m.ffActivation, ['relu', 'gelu'] as const),
+    layerNormEpsilon: positiveNumber('model.layerNormEpsilon', m.layerNormEpsilon),
     axialShape: pairOf('model.axialShape', m.axialShape),
     axialDims: pairOf('model.axialDims', m.axialDims),
     dropout: rate('model.dropout', m.dropout),

@@ -7,6 +7,7 @@
  *     → Concatenate → LayerNorm(2d) → Dense(vocab)
  */
 import * as ops from '../dsl/ops.ts';
+import { OptionError } from '../compiler/ir/graph.ts';
 import type { Layer } from '../dsl/layer.ts';
 import { Dup, Fn, Residual, Serial } from '../dsl/combinators.ts';
 import { Dense } from '../dsl/layers/dense.ts';
@@ -25,11 +26,16 @@ export interface ModelOverrides {
   readonly nHashes?: number;
   /** Evaluate LSH layers as full shared-QK attention. */
   readonly lshAsFull?: boolean;
+  /**
+   * Fixed rotations for each LSH layer, in layer order (see LSHSelfAttentionOptions.rotations):
+   * the same weights, inputs and rotations give the same logits as another implementation.
+   */
+  readonly lshRotations?: readonly Float32Array[];
 }
 
 export const PAD_ID = 0;
 
-function attentionLayer(kind: AttentionKind, cfg: ModelConfig, overrides: ModelOverrides): Layer {
+function attentionLayer(kind: AttentionKind, cfg: ModelConfig, overrides: ModelOverrides, lshIndex: number): Layer {
   const heads = { nHeads: cfg.nHeads, dHead: cfg.dHead };
   switch (kind) {
     case 'lsh':
@@ -41,12 +47,19 @@ function attentionLayer(kind: AttentionKind, cfg: ModelConfig, overrides: ModelO
         ...(cfg.nBuckets !== undefined ? { nBuckets: cfg.nBuckets } : {}),
         causal: true,
         dropout: cfg.attentionDropout,
+        ...(overrides.lshRotations !== undefined ? { rotations: lshRotationsAt(overrides.lshRotations, lshIndex) } : {}),
       });
     case 'local':
       return LocalAttention({ ...heads, chunkLen: cfg.chunkLen, causal: true });
     case 'full':
       return FullAttention({ ...heads, causal: true });
   }
+}
+
+function lshRotationsAt(all: readonly Float32Array[], lshIndex: number): Float32Array {
+  const r = all[lshIndex];
+  if (r === undefined) throw new OptionError(`model: option 'lshRotations' has ${all.length} entries, but LSH layer ${lshIndex} needs one`);
+  return r;
 }
 
 /** Position-wise feed-forward, chunked along the sequence when `ffChunkLen` > 0. */
@@ -66,20 +79,23 @@ export function buildModel(cfg: ModelConfig, overrides: ModelOverrides = {}): La
     AxialPositionalEmbedding({ shape: cfg.axialShape, dims: cfg.axialDims }),
   ];
   const kindAt = (i: number) => cfg.attention[i % cfg.attention.length]!;
+  const lshIndexAt = (i: number) => Array.from({ length: i }, (_, j) => kindAt(j)).filter((k) => k === 'lsh').length;
+  const layerNorm = () => LayerNorm({ epsilon: cfg.layerNormEpsilon ?? 1e-6 });
+  const attentionAt = (i: number) => attentionLayer(kindAt(i), cfg, overrides, lshIndexAt(i));
   if (cfg.architecture === 'transformer') {
     const blocks = Array.from({ length: cfg.nLayers }, (_, i) =>
       Serial(
-        Residual(LayerNorm(), attentionLayer(kindAt(i), cfg, overrides), Dropout(cfg.dropout)),
-        Residual(LayerNorm(), feedForward(cfg), Dropout(cfg.dropout)),
+        Residual(layerNorm(), attentionAt(i), Dropout(cfg.dropout)),
+        Residual(layerNorm(), feedForward(cfg), Dropout(cfg.dropout)),
       ),
     );
-    return Serial(...embed, ...blocks, LayerNorm(), Dense(cfg.vocabSize));
+    return Serial(...embed, ...blocks, layerNorm(), Dense(cfg.vocabSize));
   }
   const blocks = Array.from({ length: cfg.nLayers }, (_, i) =>
     Reversible(
-      Serial(LayerNorm(), attentionLayer(kindAt(i), cfg, overrides), Dropout(cfg.dropout)),
-      Serial(LayerNorm(), feedForward(cfg), Dropout(cfg.dropout)),
+      Serial(layerNorm(), attentionAt(i), Dropout(cfg.dropout)),
+      Serial(layerNorm(), feedForward(cfg), Dropout(cfg.dropout)),
     ),
   );
-  return Serial(...embed, Dup(), ReversibleStack(blocks), Concatenate(), LayerNorm(), Dense(cfg.vocabSize));
+  return Serial(...embed, Dup(), ReversibleStack(blocks), Concatenate(), layerNorm(), Dense(cfg.vocabSize));
 }

@@ -73,7 +73,11 @@ export interface LSHSelfAttentionOptions extends LshOptions, HeadOptions {
   readonly dropout?: number;
   /** When true the layer takes `[x, mask]` (mask `[B, L]`, nonzero = real token) and returns `[y, mask]`. */
   readonly padMask?: boolean;
-  /** Fixed rotations `[B, h, dHead, nHashes, nBuckets/2]` (Σ factor/2 when factorised) instead of seeded random ones. */
+  /**
+   * Fixed rotations instead of seeded random ones: `[B, h, dHead, nHashes, nBuckets/2]` (Σ factor/2
+   * when factorised), or `[h, dHead, nHashes, nBuckets/2]` shared by every example of the batch
+   * (HF transformers' layout; with B = 1 the two layouts coincide). Told apart by their length.
+   */
   readonly rotations?: Float32Array | readonly number[];
 }
 
@@ -113,10 +117,14 @@ export function LSHSelfAttention(options: LSHSelfAttentionOptions): Layer {
         if (options.rotations === undefined) return drawRotations(qk, ctx.seed(), ctx.salt('rotations'), o.nHashes, o.bucketFactors);
         const shape = rotationShape(qk, o.nHashes, o.bucketFactors);
         const n = shape.reduce((a, b) => a * b, 1);
+        const shared = shape.slice(1);
+        if (options.rotations.length === n / B && B > 1) {
+          return ops.broadcastTo(ops.constant(x.graph, Array.from(options.rotations), [1, ...shared]), shape);
+        }
         if (options.rotations.length !== n) {
           throw new ShapeError(
             x.graph.scope,
-            `${name}: rotations have ${options.rotations.length} values, [B,h,dK,nHashes,nBuckets/2 or Σ factor/2] = [${shape.join(',')}] needs ${n}`,
+            `${name}: rotations have ${options.rotations.length} values, [B,h,dK,nHashes,nBuckets/2 or Σ factor/2] = [${shape.join(',')}] needs ${n} (or ${n / B} shared across the batch)`,
           );
         }
         return ops.constant(x.graph, Array.from(options.rotations), shape);
