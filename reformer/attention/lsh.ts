@@ -8,7 +8,7 @@
 import { ShapeError, type Tensor } from '../../compiler/ir/graph.ts';
 import * as ops from '../../dsl/ops.ts';
 import { saltOf } from '../../compiler/ir/random.ts';
-import { MASK_FORBIDDEN, MASK_SELF, chunk, lookAround, normalizeKeys, penalise, softmaxWithLse, takeAlong, unchunk } from './chunks.ts';
+import { MASK_FORBIDDEN, MASK_SELF, chunk, normalizeKeys, penalise, softmaxWithLse, takeAlong, unchunk } from './chunks.ts';
 import type { ResolvedLsh } from './options.ts';
 
 export interface LshSort {
@@ -53,24 +53,6 @@ function checkShapes(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh): vo
   if (buckets.dtype !== 'i32' || buckets.rank !== 4 || buckets.shape.some((d, i) => d !== want[i])) {
     throw new ShapeError(scope, `LSH attention: buckets must be i32 [B,h,nHashes,L] = [${want.join(',')}], got ${buckets.dtype}[${buckets.shape.join(',')}]`);
   }
-}
-
-/**
- * N_ij: how many window slots, over all rounds, hold key j for query i, looked up per slot as
- * `[B, h, nC, c, w]`. Counted directly from the windows (scatter-add of ones per chunk, unsorted to
- * original order and summed over rounds), so look-back pairs that wrap across rounds count right.
- * Costs O(H·L²) memory per head; only the paper-time switch uses it.
- */
-function duplicateCounts(kvPos: Tensor, sort: LshSort, H: number, L: number, c: number): Tensor {
-  const [B, h, nC, w] = kvPos.shape as [number, number, number, number];
-  const ones = ops.broadcastTo(ops.constant(kvPos.graph, 1), kvPos.shape);
-  const perChunk = ops.scatterAdd(ones, kvPos, 3, L); // [B,h,nC,L]
-  const perSlot = ops.reshape(ops.broadcastTo(ops.reshape(perChunk, [B, h, nC, 1, L]), [B, h, nC, c, L]), [B, h, nC * c, L]);
-  const perCopy = ops.reshape(takeAlong(perSlot, sort.undo, 2), [B, h, H, L, L]);
-  const perQuery = ops.sum(perCopy, 2); // [B,h,L,L]
-  const bySlot = chunk(takeAlong(perQuery, sort.position, 2), 2, c); // [B,h,nC,c,L]
-  const index = ops.broadcastTo(ops.reshape(kvPos, [B, h, nC, 1, w]), [B, h, nC, c, w]);
-  return ops.gather(bySlot, index, 4);
 }
 
 /** Score-block elements per window group when `chunksPerGroup` is 'auto' (float32-exact indices). */
@@ -125,18 +107,27 @@ interface WindowInputs {
   readonly sortedBuckets?: Tensor;
   /** `[B, h, L]` i32, nonzero = real token. */
   readonly real?: Tensor;
-  /** `[B, h, nC, c, w]` key multiplicities, when duplicates are corrected. */
-  readonly counts?: Tensor;
+  /** `[B, h, nC, c, w]` log N_ij per window slot (0 on closed slots), when duplicates are corrected. */
+  readonly logCounts?: Tensor;
 }
 
-/**
- * Attention of query chunks `first … first + n - 1` (of the sorted order) to their windows:
- * the sorted output `[B, h, n·c, dV]` and the log-normalisers `[B, h, n·c]`. Only this group's
- * slots and their look-around neighbours are gathered, so every tensor here is group-sized.
- */
-function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: number, dropout: LshExtras['dropout']) {
-  const { qk, v, sort } = x;
-  const [B, h] = qk.shape as [number, number];
+/** Where query chunks `first … first + n - 1` and their windows sit in the sorted order. */
+interface WindowGeometry {
+  /** The group's slots with their look-around neighbours (wrapping): `t → [B, h, (n + span - 1)·c, …]`. */
+  readonly extended: (t: Tensor) => Tensor;
+  /** The group's own query slots of an extended tensor, chunked: `[B, h, n, c, …]`. */
+  readonly own: (t: Tensor) => Tensor;
+  /** The key windows of an extended tensor: `[B, h, n, w, …]`. */
+  readonly windows: (t: Tensor) => Tensor;
+  /** Original positions of the extended slots `[B, h, (n + span - 1)·c]`. */
+  readonly position: Tensor;
+  /** Query positions `[B, h, n, c, 1]` and key positions `[B, h, n, 1, w]`. */
+  readonly qPos: Tensor;
+  readonly kvPos: Tensor;
+}
+
+function windowGeometry(x: WindowInputs, o: ResolvedLsh, first: number, n: number): WindowGeometry {
+  const [B, h] = x.qk.shape as [number, number];
   const c = o.chunkLen;
   const before = o.nChunksBefore;
   const span = before + 1 + o.nChunksAfter;
@@ -146,28 +137,81 @@ function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: nu
   const extended = (t: Tensor) => wrappedSlice(t, 2, (first - before) * c, (n + span - 1) * c);
   const own = (t: Tensor) => chunk(ops.sliceAxis(t, 2, before * c, n * c), 2, c);
   const windows = (t: Tensor) => windowsOf(chunk(t, 2, c), 2, n, span);
-
-  const position = extended(sort.position);
-  const sqk = takeAlong(qk, position, 2); // [B,h,E,dK]
-  const q = own(sqk); // [B,h,n,c,dK]
-  const k = windows(normalizeKeys(sqk)); // [B,h,n,w,dK]
-  const vw = windows(takeAlong(v, position, 2)); // [B,h,n,w,dV]
-  let logits = ops.matmul(q, ops.transpose(k, [0, 1, 2, 4, 3])); // [B,h,n,c,w]
-
+  const position = extended(x.sort.position);
   const qPos = ops.reshape(own(position), [B, h, n, c, 1]);
   const kvPos = ops.reshape(windows(position), [B, h, n, 1, w]);
-  if (o.causal) logits = penalise(logits, ops.gt(kvPos, qPos), MASK_FORBIDDEN);
-  logits = penalise(logits, ops.eq(kvPos, qPos), MASK_SELF);
+  return { extended, own, windows, position, qPos, kvPos };
+}
+
+/**
+ * The hard masks in force (i32, nonzero = the window slot is closed to the query), each
+ * broadcastable to `[B, h, n, c, w]`: causal, other bucket, padded key. The self mask is soft (a
+ * token sees itself when nothing else is open), so it is not among them.
+ */
+function hardMasks(x: WindowInputs, o: ResolvedLsh, g: WindowGeometry): Tensor[] {
+  const [B, h, n, c] = g.qPos.shape as [number, number, number, number];
+  const w = g.kvPos.shape[4]!;
+  const masks: Tensor[] = [];
+  if (o.causal) masks.push(ops.gt(g.kvPos, g.qPos));
   if (x.sortedBuckets !== undefined) {
-    const sb = extended(x.sortedBuckets);
-    const other = ops.ne(ops.reshape(windows(sb), [B, h, n, 1, w]), ops.reshape(own(sb), [B, h, n, c, 1]));
-    logits = penalise(logits, other, MASK_FORBIDDEN);
+    const sb = g.extended(x.sortedBuckets);
+    masks.push(ops.ne(ops.reshape(g.windows(sb), [B, h, n, 1, w]), ops.reshape(g.own(sb), [B, h, n, c, 1])));
   }
   if (x.real !== undefined) {
-    const kvReal = ops.reshape(windows(ops.gather(x.real, position, 2)), [B, h, n, 1, w]);
-    logits = penalise(logits, ops.eq(kvReal, 0), MASK_FORBIDDEN);
+    masks.push(ops.eq(ops.reshape(g.windows(ops.gather(x.real, g.position, 2)), [B, h, n, 1, w]), 0));
   }
-  if (x.counts !== undefined) logits = ops.sub(logits, ops.log(ops.sliceAxis(x.counts, 2, first, n)));
+  return masks;
+}
+
+/**
+ * log N_ij for every window slot `[B, h, nC, c, w]`: N_ij counts the slots, over all rounds, that
+ * hold key j and that no hard mask closes for query i (so a per-query count: under the bucket
+ * mask it depends on the query's own bucket in each round). Counted directly from the windows:
+ * each query slot scatter-adds its open slots by key position, the sums are unsorted to query
+ * copies and added over rounds, then read back per window slot. Look-back pairs that wrap across
+ * rounds therefore count right. Closed slots get 0 (no correction, no log 0). Costs O(H·L²)
+ * memory per head; only the paper-time switch uses it.
+ */
+function logDuplicateCounts(x: WindowInputs, o: ResolvedLsh, nC: number): Tensor {
+  const [B, h, L] = x.qk.shape as [number, number, number];
+  const H = o.nHashes;
+  const c = o.chunkLen;
+  const g = windowGeometry(x, o, 0, nC);
+  const w = g.kvPos.shape[4]!;
+  const shape = [B, h, nC, c, w];
+  const open = hardMasks(x, o, g).reduce<Tensor>(
+    (acc, m) => ops.mul(acc, ops.sub(1, ops.toFloat(m))),
+    ops.broadcastTo(ops.constant(x.qk.graph, 1), shape),
+  );
+  const openF = ops.broadcastTo(open, shape);
+  const keyIndex = ops.broadcastTo(g.kvPos, shape);
+  const perSlot = ops.reshape(ops.scatterAdd(openF, keyIndex, 4, L), [B, h, H * L, L]); // query slot × key
+  const perQuery = ops.sum(ops.reshape(takeAlong(perSlot, x.sort.undo, 2), [B, h, H, L, L]), 2); // [B,h,L,L]
+  const bySlot = chunk(takeAlong(perQuery, x.sort.position, 2), 2, c); // [B,h,nC,c,L]
+  const counts = ops.gather(bySlot, keyIndex, 4); // [B,h,nC,c,w]
+  // open slots have N ≥ 1; closed ones read log(N + 1 − open)·open = 0
+  return ops.stopGradient(ops.mul(openF, ops.log(ops.add(counts, ops.sub(1, openF)))));
+}
+
+/**
+ * Attention of query chunks `first … first + n - 1` (of the sorted order) to their windows:
+ * the sorted output `[B, h, n·c, dV]` and the log-normalisers `[B, h, n·c]`. Only this group's
+ * slots and their look-around neighbours are gathered, so every tensor here is group-sized.
+ */
+function attendWindowGroup(x: WindowInputs, o: ResolvedLsh, first: number, n: number, dropout: LshExtras['dropout']) {
+  const { qk, v } = x;
+  const [B, h] = qk.shape as [number, number];
+  const c = o.chunkLen;
+  const g = windowGeometry(x, o, first, n);
+  const sqk = takeAlong(qk, g.position, 2); // [B,h,E,dK]
+  const q = g.own(sqk); // [B,h,n,c,dK]
+  const k = g.windows(normalizeKeys(sqk)); // [B,h,n,w,dK]
+  const vw = g.windows(takeAlong(v, g.position, 2)); // [B,h,n,w,dV]
+  let logits = ops.matmul(q, ops.transpose(k, [0, 1, 2, 4, 3])); // [B,h,n,c,w]
+
+  logits = penalise(logits, ops.eq(g.kvPos, g.qPos), MASK_SELF);
+  for (const m of hardMasks(x, o, g)) logits = penalise(logits, m, MASK_FORBIDDEN);
+  if (x.logCounts !== undefined) logits = ops.sub(logits, ops.sliceAxis(x.logCounts, 2, first, n));
 
   const soft = softmaxWithLse(logits);
   let p = soft.p;
@@ -195,16 +239,14 @@ export function lshAttend(qk: Tensor, v: Tensor, buckets: Tensor, o: ResolvedLsh
   const nC = (H * L) / c;
 
   const sort = sortByBuckets(buckets);
-  const inputs: WindowInputs = {
+  const base: WindowInputs = {
     qk,
     v,
     sort,
     ...(o.attendAcrossBuckets ? {} : { sortedBuckets: ops.gather(ops.reshape(buckets, [B, h, H * L]), sort.sticker, 2) }),
     ...(extras.padMask === undefined ? {} : { real: ops.broadcastTo(ops.reshape(ops.ne(extras.padMask, 0), [B, 1, L]), [B, h, L]) }),
-    ...(o.allowDuplicateAttention
-      ? {}
-      : { counts: duplicateCounts(lookAround(chunk(sort.position, 2, c), 2, o.nChunksBefore, o.nChunksAfter), sort, H, L, c) }),
   };
+  const inputs = o.allowDuplicateAttention ? base : { ...base, logCounts: logDuplicateCounts(base, o, nC) };
   const per = chunksPerGroup(o, B * h, nC);
   const recompute = recomputesScores(o, B * h, nC);
   const outs: Tensor[] = [];

@@ -65,6 +65,29 @@ describe('LSH attention gradients (buckets fixed)', () => {
   });
 });
 
+describe('LSH gradients without duplicate attention, for every combination of the switches (buckets fixed)', () => {
+  // N_ij is a per-query count of unmasked slots; it is a constant of the graph, so gradients flow
+  // only through the logits and values.
+  const compiled = runnerCases.find((rc) => rc.name.startsWith('compiled'))!.runner;
+  for (const causal of [false, true]) {
+    for (const attendAcrossBuckets of [false, true]) {
+      for (const nHashes of [1, 2, 4]) {
+        it(`match finite differences (f64), and the compiled gradient equals the reference (causal=${causal}, attendAcrossBuckets=${attendAcrossBuckets}, nHashes=${nHashes})`, async () => {
+          for (const seed of [11 + nHashes, 101 + 7 * nHashes]) {
+            const o = { nHashes, chunkLen: 2, causal, attendAcrossBuckets, allowDuplicateAttention: false, seed };
+            const { graph, loss, grads, feeds } = await fixedBucketGradients([1, 2, 8, 3], 2, o);
+            const reference = evaluate(grads, feeds);
+            expectClose(reference[1]!.data, finiteDifference(graph, feeds, 'qk', loss), 1e-4, 1e-6, 'd/dqk');
+            expectClose(reference[2]!.data, finiteDifference(graph, feeds, 'v', loss), 1e-4, 1e-6, 'd/dv');
+            const onDevice = await compiled.run(grads, feeds);
+            reference.forEach((t, i) => expectClose(onDevice[i]!.data, t.data, 2e-3, 2e-4, `output ${i}, compiled`));
+          }
+        });
+      }
+    }
+  }
+});
+
 describe('LSH gradients under the chunk schedule', () => {
   it('equal the one-group gradients (f64), and the compiled gradient equals the reference', async () => {
     const compiled = runnerCases.find((rc) => rc.name.startsWith('compiled'))!.runner;

@@ -93,10 +93,20 @@ export function naiveAllSlots(qk: number[][], v: number[][], windows: WindowSlot
   return windows.map((slots, i) => softmaxSum(slots.map((s) => maskedLogit(qk, i, s, m)), slots.map((s) => v[s.kv]!)));
 }
 
-/** Exact softmax over the union of the neighbour sets, each key once. */
+/** Whether a window slot is open for query i under the hard masks (causal, bucket equality); the self mask is soft. */
+export function slotOpen(i: number, slot: WindowSlot, m: NaiveMasks): boolean {
+  if ((m.causal ?? false) && slot.kv > i) return false;
+  return (m.attendAcrossBuckets ?? true) || slot.qBucket === slot.kvBucket;
+}
+
+/**
+ * Exact softmax over the union of the neighbour keys that some open window slot holds for the
+ * query, each key once (with the self penalty on the query's own key). Keys seen only in masked
+ * slots get no weight.
+ */
 export function naiveUnion(qk: number[][], v: number[][], windows: WindowSlot[][], m: NaiveMasks): number[][] {
   return windows.map((slots, i) => {
-    const keys = [...new Set(slots.map((s) => s.kv))];
+    const keys = [...new Set(slots.filter((s) => slotOpen(i, s, m)).map((s) => s.kv))];
     return softmaxSum(keys.map((j) => maskedLogit(qk, i, { kv: j, qBucket: 0, kvBucket: 0 }, m)), keys.map((j) => v[j]!));
   });
 }
