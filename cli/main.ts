@@ -3,6 +3,7 @@
  * starts fast. Errors are one line, say what to do, and exit non-zero.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { defaultRunConfig, MAX_SEED } from '../reformer/config.ts';
 
 function int(name: string) {
   return (value: string): number => {
@@ -10,6 +11,11 @@ function int(name: string) {
     if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${value}'`);
     return n;
   };
+}
+function seed(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_SEED) throw new InvalidArgumentError(`--seed must be an integer from 0 to ${MAX_SEED}, got '${value}'`);
+  return n;
 }
 function num(name: string) {
   return (value: string): number => {
@@ -25,35 +31,49 @@ function backend(value: string): string {
   return value;
 }
 
-export function buildProgram(): Command {
+/** Options the user typed (not defaults): `train --resume` checks only these against the run. */
+function explicitOptions(cmd: Command): Set<string> {
+  return new Set(cmd.options.map((o) => o.attributeName()).filter((key) => cmd.getOptionValueSource(key) === 'cli'));
+}
+
+/** What a command asks the process to exit with (a command that returns normally exits 0). */
+export interface CommandOutcome {
+  exitCode: number;
+}
+
+export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command {
   const program = new Command('reformer')
     .description('Train, evaluate and sample Reformer language models; inspect compiled kernels.')
-    .showHelpAfterError('(run with --help for usage)')
+    // Errors are printed by main() as one `reformer: …` line; commander only throws them.
+    .configureOutput({ outputError: () => {} })
     .exitOverride();
+  const t = defaultRunConfig.train;
 
   program
     .command('train')
     .description('train a model; with no options, a small ReformerLM on the bundled Brown corpus')
     .option('--config <file>', 'model/training config JSON (default: built-in small config)')
     .option('--data <path>', "text file or folder, 'brown' (default) or 'duplication'")
-    .option('--steps <n>', 'training steps', int('--steps'))
-    .option('--out <dir>', 'run directory for checkpoints and the run log', 'runs/default')
-    .option('--seed <n>', 'random seed', int('--seed'), 0)
+    .option('--steps <n>', `training steps (default: the config's train.steps, ${t.steps} built in); with --resume, a new length for the run`, int('--steps'))
+    .option('--out <dir>', 'run directory (one run each): manifest, checkpoints, run log', 'runs/default')
+    .option('--seed <n>', 'random seed', seed, 0)
     .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
-    .option('--resume', 'continue from the last checkpoint in --out', false)
-    .option('--eval-every <n>', 'evaluate every n steps', int('--eval-every'))
-    .option('--checkpoint-every <n>', 'checkpoint every n steps', int('--checkpoint-every'))
+    .option('--resume', 'continue the run in --out exactly as its manifest records it', false)
+    .option('--force', 'start a new run in a non-empty --out, moving the old run aside', false)
+    .option('--eval-every <n>', `evaluate every n steps (default: the config's train.evalEvery, ${t.evalEvery} built in)`, int('--eval-every'))
+    .option('--checkpoint-every <n>', `checkpoint every n steps (default: the config's train.checkpointEvery, ${t.checkpointEvery} built in)`, int('--checkpoint-every'))
+    .option('--no-reversible', 'plain backprop instead of the reversible/chunked memory schedules, for comparison (default: the config\'s train.reversible, true built in)')
     .option('--no-progress', 'plain log lines instead of a progress bar')
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
       const { trainCommand } = await import('./commands/train.ts');
-      await trainCommand(opts);
+      outcome.exitCode = await trainCommand({ ...opts, explicit: explicitOptions(cmd) });
     });
 
   program
     .command('eval')
     .description('bits per character (text) or second-half accuracy (duplication task) of a checkpoint')
     .requiredOption('--checkpoint <dir>', 'run directory or checkpoint directory')
-    .option('--data <path>', 'data to evaluate on (default: the held-out split of the training data)')
+    .option('--data <path>', "data to evaluate on (default: the held-out split of the run's training data)")
     .option('--n-hashes <n>', 'evaluate LSH layers with this many hash rounds', int('--n-hashes'))
     .option('--full-attention', 'evaluate LSH layers as full attention', false)
     .option('--batches <n>', 'number of evaluation batches', int('--batches'), 8)
@@ -71,7 +91,7 @@ export function buildProgram(): Command {
     .option('--length <n>', 'bytes to generate', int('--length'), 200)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', num('--temperature'), 0.8)
     .option('--top-k <k>', 'sample among the k most likely bytes (0 = all)', int('--top-k'), 0)
-    .option('--seed <n>', 'random seed', int('--seed'), 0)
+    .option('--seed <n>', 'random seed', seed, 0)
     .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
     .action(async (opts) => {
       const { generateCommand } = await import('./commands/generate.ts');
@@ -82,13 +102,10 @@ export function buildProgram(): Command {
     .command('plot')
     .description('plot loss and bits-per-character curves of a run log')
     .argument('<log>', 'run log (run-log.jsonl) or run directory')
-    .option('--out <file>', 'output .svg or .png', 'plot.svg')
-    .action(async (log: string, opts: { out: string }) => {
-      const { plotRunLog } = await import('./plot.ts');
-      const { existsSync, statSync } = await import('node:fs');
-      const path = existsSync(log) && statSync(log).isDirectory() ? `${log}/run-log.jsonl` : log;
-      await plotRunLog(path, opts.out);
-      console.log(`wrote ${opts.out}`);
+    .option('--out <file>', 'output .svg or .png (default: plot.svg next to the run log)')
+    .action(async (log: string, opts: { out?: string }) => {
+      const { plotCommand } = await import('./plot.ts');
+      await plotCommand(log, opts.out);
     });
 
   program
@@ -130,14 +147,30 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Commander's message as one line without its own `error:` prefix. */
+function oneLine(message: string): string {
+  return message
+    .replace(/^error:\s*/i, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join(' ');
+}
+
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const outcome: CommandOutcome = { exitCode: 0 };
+  const program = buildProgram(outcome);
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return 0;
+    return outcome.exitCode;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof CommanderError) {
+      // Help and version output are not errors; everything else is one line.
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return e.exitCode;
+      console.error(`reformer: ${oneLine(e.message)} (see --help)`);
+      return e.exitCode === 0 ? 1 : e.exitCode;
+    }
     const message = e instanceof Error ? e.message : String(e);
     console.error(`reformer: ${message}`);
     if (process.env.REFORMER_DEBUG && e instanceof Error) console.error(e.stack);

@@ -2,8 +2,9 @@
  * `reformer plot`: loss and bits-per-character curves from a JSONL run log, as SVG or PNG.
  * Vega-Lite does the layout headless (no canvas needed); resvg rasterises to PNG.
  */
-import { readFile, writeFile, rename } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { statSync } from 'node:fs';
+import { readFile, writeFile, rename, rm } from 'node:fs/promises';
+import { dirname, extname, join } from 'node:path';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 
@@ -20,12 +21,15 @@ export async function readRunLog(path: string): Promise<RunLogRecord[]> {
     throw new Error(`cannot read run log '${path}': ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
   });
   const records: RunLogRecord[] = [];
-  text.split('\n').forEach((line, i) => {
+  const lines = text.split('\n');
+  lines.forEach((line, i) => {
     if (line.trim() === '') return;
     let r: unknown;
     try {
       r = JSON.parse(line);
     } catch {
+      // The last line may be torn (a training killed mid-append, or appending right now): skip it.
+      if (i === lines.length - 1) return;
       throw new Error(`run log '${path}' line ${i + 1} is not JSON`);
     }
     const rec = r as Partial<RunLogRecord>;
@@ -69,7 +73,30 @@ export async function plotRunLog(logPath: string, outPath: string): Promise<void
     const { Resvg } = await import('@resvg/resvg-js');
     bytes = new Resvg(svg, { background: 'white', font: { loadSystemFonts: true } }).render().asPng();
   }
-  const tmp = `${outPath}.tmp-${process.pid}`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, outPath);
+  const folder = dirname(outPath);
+  if (!isDirectory(folder)) throw new Error(`cannot write the plot to '${outPath}': folder '${folder}' does not exist`);
+  const tmp = join(folder, `.${Math.random().toString(36).slice(2)}.plot-tmp`);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, outPath);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new Error(`cannot write the plot to '${outPath}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** `reformer plot LOG_OR_RUN_DIR [--out FILE]`: by default writes plot.svg next to the run log. */
+export async function plotCommand(log: string, out: string | undefined): Promise<void> {
+  const logPath = isDirectory(log) ? join(log, 'run-log.jsonl') : log;
+  const outPath = out ?? join(dirname(logPath), 'plot.svg');
+  await plotRunLog(logPath, outPath);
+  console.log(`wrote ${outPath}`);
 }

@@ -38,6 +38,10 @@ export interface ModelConfig {
 export interface TrainConfig {
   readonly batchSize: number;
   readonly optimizer: 'adafactor' | 'adam';
+  /**
+   * The constant of the warm-up + rsqrt-decay schedule, lr(t) = learningRate · min(1, t/warmup) /
+   * √max(t, warmup); it is not the peak: the peak, at step warmupSteps, is learningRate/√warmupSteps.
+   */
   readonly learningRate: number;
   readonly warmupSteps: number;
   readonly steps: number;
@@ -46,6 +50,11 @@ export interface TrainConfig {
   readonly evalBatches: number;
   readonly checkpointEvery: number;
   readonly keepCheckpoints: number;
+  /**
+   * Train with the memory schedules (reversible backward, chunked layers); false = plain backprop
+   * of the same graph, for comparison.
+   */
+  readonly reversible: boolean;
 }
 
 export interface RunConfig {
@@ -86,16 +95,21 @@ export const defaultRunConfig: RunConfig = {
     evalBatches: 4,
     checkpointEvery: 100,
     keepCheckpoints: 2,
+    reversible: true,
   },
 };
+
+/** Every key a config may name (optional ones included, which the defaults leave out). */
+const modelKeys: readonly (keyof ModelConfig)[] = [...(Object.keys(defaultRunConfig.model) as (keyof ModelConfig)[]), 'nBuckets'];
+const trainKeys: readonly (keyof TrainConfig)[] = Object.keys(defaultRunConfig.train) as (keyof TrainConfig)[];
 
 function fail(option: string, message: string): never {
   throw new OptionError(`config option '${option}' ${message}`);
 }
 
-function checkKeys(section: string, given: object, allowed: object): void {
+function checkKeys(section: string, given: object, allowed: readonly string[]): void {
   for (const key of Object.keys(given)) {
-    if (!(key in allowed)) fail(section ? `${section}.${key}` : key, `is unknown; allowed: ${Object.keys(allowed).join(', ')}`);
+    if (!allowed.includes(key)) fail(section ? `${section}.${key}` : key, `is unknown; allowed: ${allowed.join(', ')}`);
   }
 }
 
@@ -119,6 +133,10 @@ function oneOf<T extends string>(option: string, v: unknown, allowed: readonly T
   if (typeof v !== 'string' || !allowed.includes(v as T)) fail(option, `must be one of ${allowed.join(', ')}; got ${JSON.stringify(v)}`);
   return v as T;
 }
+function bool(option: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(option, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
 function pairOf(option: string, v: unknown): [number, number] {
   if (!Array.isArray(v) || v.length !== 2) fail(option, `must be a pair [a, b], got ${JSON.stringify(v)}`);
   return [posInt(`${option}[0]`, v[0]), posInt(`${option}[1]`, v[1])];
@@ -126,7 +144,7 @@ function pairOf(option: string, v: unknown): [number, number] {
 
 export function validateModelConfig(raw: unknown): ModelConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('model', 'must be an object');
-  checkKeys('model', raw, defaultRunConfig.model);
+  checkKeys('model', raw, modelKeys);
   const m = { ...defaultRunConfig.model, ...(raw as Partial<ModelConfig>) } as Record<string, unknown>;
   const attention = m.attention;
   if (!Array.isArray(attention) || attention.length === 0) fail('model.attention', `must be a non-empty list of lsh, local, full`);
@@ -169,7 +187,7 @@ export function validateModelConfig(raw: unknown): ModelConfig {
 
 export function validateTrainConfig(raw: unknown): TrainConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('train', 'must be an object');
-  checkKeys('train', raw, defaultRunConfig.train);
+  checkKeys('train', raw, trainKeys);
   const t = { ...defaultRunConfig.train, ...(raw as Partial<TrainConfig>) } as Record<string, unknown>;
   const positive = (option: string, v: unknown) => {
     if (typeof v !== 'number' || !(v > 0)) fail(option, `must be a positive number, got ${JSON.stringify(v)}`);
@@ -186,13 +204,23 @@ export function validateTrainConfig(raw: unknown): TrainConfig {
     evalBatches: posInt('train.evalBatches', t.evalBatches),
     checkpointEvery: posInt('train.checkpointEvery', t.checkpointEvery),
     keepCheckpoints: posInt('train.keepCheckpoints', t.keepCheckpoints),
+    reversible: bool('train.reversible', t.reversible),
   };
 }
 
 /** Validates a whole run config; missing entries take the defaults. */
 export function validateRunConfig(raw: unknown): RunConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new OptionError('config must be a JSON object with "model" and/or "train"');
-  checkKeys('', raw, defaultRunConfig);
+  checkKeys('', raw, ['model', 'train']);
   const r = raw as { model?: unknown; train?: unknown };
   return { model: validateModelConfig(r.model ?? {}), train: validateTrainConfig(r.train ?? {}) };
+}
+
+/** Seeds are unsigned 32-bit integers (every random stream hashes them as such). */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** Checks a seed; a larger value would silently alias a smaller one, so it is refused. */
+export function checkSeed(option: string, seed: number): number {
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw new OptionError(`${option} must be an integer from 0 to ${MAX_SEED}, got ${seed}`);
+  return seed;
 }

@@ -38,6 +38,17 @@ export function sampleToken(logits: ArrayLike<number>, options: SampleOptions, p
   return pool[pool.length - 1]!;
 }
 
+/** Tokens of context the model sees at length `seqLen`: the last L−1 (position L−1 predicts the next one). */
+export const contextLength = (seqLen: number) => seqLen - 1;
+
+/**
+ * Makes text safe to print to a terminal: control characters (C0 except newline and tab, DEL, and
+ * C1, which terminals may read as escape sequences) become visible `\xNN` escapes.
+ */
+export function escapeControlChars(text: string): string {
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 export interface GenerateOptions extends SampleOptions {
   readonly seqLen: number;
   readonly length: number;
@@ -60,7 +71,7 @@ export async function generate(
   const out: number[] = [];
   for (let n = 0; n < options.length; n++) {
     // Position t of the window predicts the token at t from tokens before it (the model shifts right).
-    const context = tokens.slice(-(L - 1));
+    const context = tokens.slice(-contextLength(L));
     const t = context.length;
     const window = new Int32Array(L).fill(PAD_ID);
     window.set(context);

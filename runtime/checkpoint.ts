@@ -245,7 +245,7 @@ export async function loadCheckpoint(path: string, options: LoadOptions = {}): P
   };
   const model = await readChecked('model.safetensors');
   const optimizer = await readChecked('optimizer.safetensors');
-  const params = options.expectedParams === undefined ? (Object.fromEntries(model.tensors) as Params) : matchParams(model.tensors, options.expectedParams, dir);
+  const params = options.expectedParams === undefined ? (Object.fromEntries(model.tensors) as Params) : checkParams(model.tensors, options.expectedParams, dir);
   return { dir, step, params, optimizer: optimizer.tensors, config: manifest.config, training: manifest.training };
 }
 
@@ -261,8 +261,11 @@ async function resolveStepDir(path: string, step: number | undefined): Promise<s
   return dir;
 }
 
-/** Rebuilds `expected`'s tree from loaded tensors, checking names, shapes and dtypes both ways. */
-function matchParams(loaded: ReadonlyMap<string, HostTensor>, expected: Params, dir: string): Params {
+/**
+ * Rebuilds `expected`'s tree from loaded tensors, checking names, shapes and dtypes both ways;
+ * `dir` names the checkpoint in errors.
+ */
+export function checkParams(loaded: ReadonlyMap<string, HostTensor>, expected: Params, dir: string): Params {
   const fail = (msg: string): never => {
     throw new CheckpointError(`${dir}: checkpoint is for a different model: ${msg}`);
   };

@@ -2,7 +2,7 @@
 import { loadRun } from '../../reformer/train/run-dir.ts';
 import { evaluateModel } from '../../reformer/train/trainer.ts';
 import { buildModel } from '../../reformer/model.ts';
-import { openDataSource } from '../../reformer/train/data-source.ts';
+import { openDataSource, openRecordedData } from '../../reformer/train/data-source.ts';
 import { openRunner } from './runner.ts';
 
 export interface EvalCommandOptions {
@@ -16,10 +16,18 @@ export interface EvalCommandOptions {
 
 export async function evalCommand(opts: EvalCommandOptions): Promise<void> {
   if (opts.nHashes !== undefined && opts.nHashes < 1) throw new Error(`--n-hashes must be at least 1, got ${opts.nHashes}`);
+  if (opts.batches < 1) throw new Error(`--batches must be at least 1, got ${opts.batches}`);
   const overrides = { ...(opts.nHashes !== undefined ? { nHashes: opts.nHashes } : {}), lshAsFull: opts.fullAttention };
   const run = await loadRun(opts.checkpoint, overrides);
-  const dataSpec = opts.data ?? (run.config.model.vocabSize === 128 ? 'duplication' : 'brown');
-  const data = await openDataSource(dataSpec, run.config.model);
+  // By default the held-out split of what the run trained on (runs from before run manifests: by vocabulary).
+  const fallback = run.config.model.vocabSize === 128 ? 'duplication' : 'brown';
+  const data =
+    opts.data !== undefined
+      ? await openDataSource(opts.data, run.config.model)
+      : run.data !== undefined
+        ? await openRecordedData(run.data, run.config.model, 'pass --data to evaluate on other data')
+        : await openDataSource(fallback, run.config.model);
+  const duplication = data.identity.kind === 'builtin' && data.identity.name === 'duplication';
   const runner = await openRunner(opts.backend);
   const model = buildModel(run.config.model, overrides);
   const r = await evaluateModel(runner, model, run.paramTree, run.params, data, run.config, opts.batches);
@@ -27,6 +35,6 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<void> {
   const rounds = opts.fullAttention ? 'full attention' : `${opts.nHashes ?? run.config.model.nHashes} hash round(s)`;
   console.log(`backend: ${runner.description}`);
   console.log(`checkpoint step ${run.step}${lsh ? `, LSH evaluated with ${rounds}` : ''}, ${opts.batches} batches of ${data.description}`);
-  if (dataSpec === 'duplication') console.log(`second-half accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+  if (duplication) console.log(`second-half accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
   else console.log(`loss ${r.loss.toFixed(4)} nats/byte = ${r.bpc.toFixed(3)} bits/char (next-byte accuracy ${(100 * r.accuracy).toFixed(1)}%)`);
 }

@@ -1,7 +1,8 @@
 /** `reformer generate`: samples bytes from a checkpoint and prints them as they come. */
 import { loadRun } from '../../reformer/train/run-dir.ts';
 import { buildModel } from '../../reformer/model.ts';
-import { generate } from '../../reformer/generate.ts';
+import { contextLength, escapeControlChars, generate } from '../../reformer/generate.ts';
+import { checkSeed } from '../../reformer/config.ts';
 import { encodeText, SPECIAL_TOKENS, tokenByte } from '../../reformer/train/data-source.ts';
 import { openRunner } from './runner.ts';
 
@@ -19,14 +20,21 @@ export async function generateCommand(opts: GenerateCommandOptions): Promise<voi
   if (opts.length < 1) throw new Error(`--length must be at least 1, got ${opts.length}`);
   if (opts.temperature < 0) throw new Error(`--temperature must be >= 0, got ${opts.temperature}`);
   if (opts.topK < 0) throw new Error(`--top-k must be >= 0, got ${opts.topK}`);
+  checkSeed('--seed', opts.seed);
   const run = await loadRun(opts.checkpoint, {}, 1);
   if (run.config.model.vocabSize !== 258) throw new Error('generate needs a byte-level text model (vocabSize 258); this checkpoint is not one');
   const runner = await openRunner(opts.backend);
   const model = buildModel(run.config.model);
   process.stderr.write(`backend: ${runner.description}; checkpoint step ${run.step}\n`);
-  process.stdout.write(opts.prompt);
+  const prompt = encodeText(opts.prompt);
+  const context = contextLength(run.config.model.seqLen);
+  if (prompt.length > context) {
+    process.stderr.write(`note: the prompt is ${prompt.length} bytes; the model sees only the last ${context} (its context, seqLen ${run.config.model.seqLen} − 1)\n`);
+  }
+  // Control bytes (the prompt's or sampled ones, e.g. NUL or ESC) are printed escaped, never raw.
+  process.stdout.write(escapeControlChars(opts.prompt));
   const decoder = new TextDecoder('utf-8');
-  const tokens = await generate(runner, model, run.params, run.paramTree, encodeText(opts.prompt), {
+  const tokens = await generate(runner, model, run.params, run.paramTree, prompt, {
     seqLen: run.config.model.seqLen,
     length: opts.length,
     temperature: opts.temperature,
@@ -35,9 +43,9 @@ export async function generateCommand(opts: GenerateCommandOptions): Promise<voi
     forbidden: SPECIAL_TOKENS,
     onToken: (t) => {
       const byte = tokenByte(t);
-      if (byte !== undefined) process.stdout.write(decoder.decode(Uint8Array.of(byte), { stream: true }));
+      if (byte !== undefined) process.stdout.write(escapeControlChars(decoder.decode(Uint8Array.of(byte), { stream: true })));
     },
   });
-  process.stdout.write(`${decoder.decode()}\n`);
+  process.stdout.write(`${escapeControlChars(decoder.decode())}\n`);
   if (tokens.length !== opts.length) throw new Error('generation stopped early');
 }

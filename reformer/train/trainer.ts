@@ -56,6 +56,11 @@ export interface TrainOptions {
   readonly onRecord?: (record: TrainRecord) => void;
   /** Called when training resumes from a checkpoint. */
   readonly onResume?: (step: number) => void;
+  /**
+   * Polled after every step: when it returns true, training saves a checkpoint of the steps done
+   * (if there is a store and the last step was not just saved) and returns early (SIGINT, SIGTERM).
+   */
+  readonly shouldStop?: () => boolean;
 }
 
 export interface TrainResult {
@@ -64,6 +69,8 @@ export interface TrainResult {
   readonly params: Map<string, HostTensor>;
   readonly steps: number;
   readonly finalEval?: TrainRecord;
+  /** Set when `shouldStop` ended training early: the completed steps (saved when there is a store). */
+  readonly stoppedAt?: number;
 }
 
 /** Seed for the dropout masks and hash rotations of one step. */
@@ -118,7 +125,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       options.onResume?.(start);
     }
   }
-  const objective = trainObjective(model, paramTree, batchSize, L);
+  const objective = trainObjective(model, paramTree, batchSize, L, { memorySchedules: config.train.reversible });
   const schedule = warmupRsqrtSchedule(config.train.learningRate, config.train.warmupSteps);
   const meta = () => ({ config, seed });
   let finalEval: TrainRecord | undefined;
@@ -130,7 +137,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return record;
   };
 
+  let saved = start;
+  const save = async (done: number) => {
+    if (!options.store || saved === done) return;
+    await options.store.save({ step: done, params, optimizer }, meta());
+    saved = done;
+  };
   for (let step = start; step < steps; step++) {
+    if (options.shouldStop?.()) {
+      await save(step);
+      return { model, paramTree, params, steps, stoppedAt: step };
+    }
     const began = performance.now();
     const batch = data.trainBatch(seed, step, batchSize, L);
     const { loss, grads } = await runTrainStep(runner, objective, params, batch, stepSeed(seed, step));
@@ -151,10 +168,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     });
     const done = step + 1;
     if (done % config.train.evalEvery === 0 || done === steps) finalEval = await runEval(done);
-    if (options.store && (done % config.train.checkpointEvery === 0 || done === steps)) {
-      await options.store.save({ step: done, params, optimizer }, meta());
-    }
+    if (done % config.train.checkpointEvery === 0 || done === steps) await save(done);
   }
-  if (finalEval === undefined && start >= steps) finalEval = await runEval(start);
-  return { model, paramTree: paramTree, params, steps, ...(finalEval ? { finalEval } : {}) };
+  // A finished run resumed again: report its final evaluation without logging it a second time.
+  if (finalEval === undefined && start >= steps) {
+    const r = await evaluateModel(runner, model, paramTree, params, data, config, config.train.evalBatches);
+    finalEval = { type: 'eval', step: start, loss: r.loss, bpc: r.bpc, accuracy: r.accuracy };
+  }
+  return { model, paramTree, params, steps, ...(finalEval ? { finalEval } : {}) };
 }
