@@ -15,8 +15,8 @@ export { createRunner, CompiledRunner, type RunnerStats, type CompiledRunnerOpti
 export { openBackend, probeBackend, backendPreference, BackendUnavailableError, type BackendName, type ConcreteBackend } from './runtime/backend.ts';
 export { Reversible, ReversibleStack } from './dsl/reversible.ts';
 export { Chunked } from './dsl/chunked.ts';
-export { compileReversibleStack } from './compiler/reversible/compile.ts';
 export { verifyReversible, type VerifyReversibleOptions, type VerifyReversibleResult } from './reformer/verify.ts';
+export { savedForBackward, reversibleLeaks } from './compiler/grad/saved.ts';
 export {
   LSHSelfAttention,
   FullAttention,

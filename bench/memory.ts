@@ -1,148 +1,172 @@
 /**
- * `npm run bench -- memory [--json] [--quick] [--f dense|lsh]`: activation memory of training
- * steps, computed from static shapes and liveness (no evaluation, no RSS):
+ * `npm run bench -- memory [--json] [--quick]`: memory of training with the memory schedules (the
+ * path `reformer train` runs) side by side with plain backprop of the same graphs (`--no-reversible`).
  *
- * - depth 1, 2, 4, 8, 12 of F = LayerNorm → attention (LSH, or a Dense stand-in with `--f dense`),
- *   G = LayerNorm → Dense(d_ff) → Relu → Dense(d_model), at L = 4096, d_model = 256, d_ff = 1024:
- *   the reversible schedule, the same two-stream network under plain backprop, and an ordinary
- *   residual stack (`Residual(F)`, `Residual(G)` per layer) under plain backprop;
- * - G chunked along the sequence vs unchunked.
- *
- * Retained = bytes kept from the forward pass for the backward pass; peak = most activation,
- * cotangent and state bytes alive at once. Parameters and their gradients are excluded (the same
- * for every schedule).
+ * - graphs: bytes the backward keeps from the forward (saved activations, parameters excluded)
+ *   and the node-order peak of one training graph, at depth 1–12 (static shapes, no evaluation);
+ * - train: one real `reformer train` process per depth and path (webasm, L = 2048, d_model 128,
+ *   LSH attention + chunked feed-forward, batch 1): the compiled runner's planned peak for the
+ *   training graph, the measured peak RSS of the whole process, and the median time of the steps
+ *   after the first (which compiles).
  */
-import { Dense, InitKey, LayerNorm, Relu, Residual, Serial, spec, type Layer, type Params } from '../dsl/index.ts';
-import { Reversible, ReversibleStack } from '../dsl/reversible.ts';
-import { Chunked } from '../dsl/chunked.ts';
-import { LSHSelfAttention } from '../reformer/attention/layers.ts';
-import { compileReversibleStack } from '../compiler/reversible/compile.ts';
-import { ordinaryBackprop } from '../compiler/reversible/backprop.ts';
-import { compileChunked } from '../compiler/chunk/compile.ts';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InitKey, spec } from '../dsl/index.ts';
+import { graphPeakBytes, savedActivationBytes } from '../compiler/grad/saved.ts';
+import { defaultRunConfig, validateRunConfig, type RunConfig } from '../reformer/config.ts';
+import { buildModel } from '../reformer/model.ts';
+import { trainObjective } from '../reformer/train/objective.ts';
+import { CompiledRunner } from '../runtime/compiled-runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable } from './support/measure.ts';
 
-export interface MemoryBenchArgs {
-  readonly json?: boolean;
-  readonly quick?: boolean;
-  /** Attention in F: 'lsh' (default) or a Dense stand-in. */
-  readonly f?: 'lsh' | 'dense';
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
+
+/** The benchmarked model: LSH attention in every layer, chunked feed-forward. */
+export function memoryBenchConfig(nLayers: number, L: number, steps: number): RunConfig {
+  return validateRunConfig({
+    model: {
+      ...defaultRunConfig.model,
+      seqLen: L,
+      dModel: 128,
+      dFF: 512,
+      nHeads: 4,
+      dHead: 32,
+      nLayers,
+      attention: ['lsh'],
+      nHashes: 2,
+      chunkLen: 64,
+      ffChunkLen: Math.min(256, L / 2),
+      axialShape: [L / 32, 32],
+      axialDims: [64, 64],
+    },
+    train: { ...defaultRunConfig.train, batchSize: 1, steps, warmupSteps: 1, evalEvery: 1_000_000, evalBatches: 1, checkpointEvery: 1_000_000 },
+  });
 }
 
-interface DepthRow {
+interface GraphRow {
   depth: number;
-  reversibleRetained: number;
-  reversiblePeak: number;
-  revnetBackpropRetained: number;
-  revnetBackpropPeak: number;
-  residualRetained: number;
-  residualPeak: number;
+  savedScheduled: number;
+  savedPlain: number;
+  peakScheduled: number;
+  peakPlain: number;
 }
 
-interface ChunkRow {
-  chunk: number;
-  retained: number;
-  peak: number;
+function graphRows(L: number, depths: readonly number[]): GraphRow[] {
+  return depths.map((depth) => {
+    const cfg = memoryBenchConfig(depth, L, 1);
+    const model = buildModel(cfg.model);
+    const params = model.init(new InitKey(0), [spec([1, L], 'i32')]);
+    const at = (memorySchedules: boolean) => {
+      const o = trainObjective(model, params, 1, L, { memorySchedules });
+      return { saved: savedActivationBytes(o.graph, o.forwardCount), peak: graphPeakBytes(o.graph) };
+    };
+    const s = at(true);
+    const p = at(false);
+    return { depth, savedScheduled: s.saved, savedPlain: p.saved, peakScheduled: s.peak, peakPlain: p.peak };
+  });
 }
 
-const MiB = (b: number) => (b / 2 ** 20).toFixed(2);
-
-function makeLayers(f: 'lsh' | 'dense', dModel: number, dff: number, L: number): { F: () => Layer; G: () => Layer } {
-  const attention = () =>
-    f === 'lsh' ? LSHSelfAttention({ nHeads: 4, dHead: dModel / 4, nHashes: 2, chunkLen: Math.min(64, L), causal: true }) : Dense(dModel);
-  return {
-    F: () => Serial(LayerNorm(), attention()),
-    G: () => Serial(LayerNorm(), Dense(dff), Relu(), Dense(dModel)),
-  };
+interface TrainRow {
+  depth: number;
+  path: 'scheduled' | 'plain';
+  plannedPeakBytes: number;
+  peakRssBytes: number;
+  stepSeconds: number;
 }
 
-/** Runs the suite; prints tables unless `json`, and returns the rows. */
-export async function runMemoryBench(args: MemoryBenchArgs = {}): Promise<{ config: object; depths: DepthRow[]; chunks: ChunkRow[] }> {
-  const f = args.f ?? 'lsh';
-  const { L, dModel, dff, depths } = args.quick
-    ? { L: 256, dModel: 64, dff: 256, depths: [1, 2, 4] }
-    : { L: 4096, dModel: 256, dff: 1024, depths: [1, 2, 4, 8, 12] };
-  const shape = [1, L, dModel];
-  const { F, G } = makeLayers(f, dModel, dff, L);
-  const maxDepth = Math.max(...depths);
-  const log = (m: string) => {
-    if (!args.json) process.stderr.write(`  ${m}\n`);
-  };
+async function plannedPeak(cfg: RunConfig, memorySchedules: boolean, runner: CompiledRunner): Promise<number> {
+  const model = buildModel(cfg.model);
+  const params = model.init(new InitKey(0), [spec([1, cfg.model.seqLen], 'i32')]);
+  const o = trainObjective(model, params, 1, cfg.model.seqLen, { memorySchedules });
+  return runner.compiled(o.graph).memory.peakBytes;
+}
 
-  // Parameters once for the deepest stack; shallower stacks use its first blocks.
-  const deepest = ReversibleStack(Array.from({ length: maxDepth }, () => Reversible(F(), G())));
-  const allParams = deepest.init(new InitKey(0), [spec(shape), spec(shape)]) as readonly Params[];
-  const depthRows: DepthRow[] = [];
-  for (const depth of depths) {
-    const stack = ReversibleStack(deepest.blocks.slice(0, depth));
-    const params = allParams.slice(0, depth);
-    const { reversible, backprop } = compileReversibleStack(stack, params, { shape }).memory();
-    // An ordinary residual stack with the same F and G (and the same parameters) on one stream.
-    const residual = Serial(...deepest.blocks.slice(0, depth).flatMap((b) => [Residual(b.f), Residual(b.g)]));
-    // Residual(F) wraps F in a Serial: its parameters are `[[fParams]]`.
-    const residualParams = params.flatMap((p) => [[[(p as readonly Params[])[0]!]], [[(p as readonly Params[])[1]!]]]);
-    const res = ordinaryBackprop(residual, residualParams, spec(shape)).memory();
-    depthRows.push({
-      depth,
-      reversibleRetained: reversible.retainedActivationBytes,
-      reversiblePeak: reversible.peakBytes,
-      revnetBackpropRetained: backprop.retainedActivationBytes,
-      revnetBackpropPeak: backprop.peakBytes,
-      residualRetained: res.retainedActivationBytes,
-      residualPeak: res.peakBytes,
+/** Runs `reformer train` in a child process; returns its peak RSS and the median step time after the first. */
+async function trainProcess(cfg: RunConfig, memorySchedules: boolean): Promise<{ rss: number; stepSeconds: number }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'reformer-bench-memory-'));
+  try {
+    const config = path.join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify(cfg));
+    const out = path.join(dir, 'run');
+    const args = ['--import', path.join(root, 'bench/support/report-rss.mjs'), path.join(root, 'bin/reformer.js'), 'train', '--config', config, '--out', out, '--backend', 'webasm', '--no-progress'];
+    if (!memorySchedules) args.push('--no-reversible');
+    const stderr = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(err) : reject(new Error(`reformer train exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`))));
     });
-    log(`depth ${depth} done`);
+    const kb = Number(/PEAK_RSS_KB=(\d+)/.exec(stderr)?.[1]);
+    const steps = readFileSync(path.join(out, 'run-log.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { type: string; step: number; seconds?: number })
+      .filter((r) => r.type === 'train' && r.step > 1)
+      .map((r) => r.seconds ?? NaN)
+      .sort((a, b) => a - b);
+    return { rss: kb * 1024, stepSeconds: steps[steps.length >> 1] ?? NaN };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-
-  const g = G();
-  const gParams = g.init(new InitKey(1), [spec(shape)]);
-  const chunkRows: ChunkRow[] = [];
-  for (const chunk of [L, L / 4, L / 16, L / 64].filter((c) => Number.isInteger(c) && c >= 1)) {
-    const c = compileChunked(Chunked(g, { axis: 1, size: chunk }), gParams, { shape });
-    const m = c.memory();
-    if (chunk === L) chunkRows.push({ chunk: 0, retained: m.unchunked.retainedActivationBytes, peak: m.unchunked.peakBytes });
-    chunkRows.push({ chunk, retained: m.chunked.retainedActivationBytes, peak: m.chunked.peakBytes });
-  }
-
-  const config = { L, dModel, dff, batch: 1, f: f === 'lsh' ? 'LayerNorm → LSH attention (4 heads, 2 hashes, chunk 64)' : 'LayerNorm → Dense' };
-  if (args.json) {
-    console.log(JSON.stringify({ config, depths: depthRows, chunks: chunkRows }, null, 2));
-  } else {
-    console.log(`memory: L=${L} d_model=${dModel} d_ff=${dff}; F = ${config.f}; MiB of f32 buffers (params excluded)\n`);
-    console.log(
-      formatTable(
-        ['depth', 'reversible retained', 'reversible peak', 'revnet backprop retained', 'revnet backprop peak', 'residual retained', 'residual peak'],
-        depthRows.map((r) => [
-          String(r.depth),
-          MiB(r.reversibleRetained),
-          MiB(r.reversiblePeak),
-          MiB(r.revnetBackpropRetained),
-          MiB(r.revnetBackpropPeak),
-          MiB(r.residualRetained),
-          MiB(r.residualPeak),
-        ]),
-      ),
-    );
-    console.log('\nfeed-forward G, forward + backward:');
-    console.log(
-      formatTable(
-        ['chunk', 'retained', 'peak'],
-        chunkRows.map((r) => [r.chunk === 0 ? 'unchunked (backprop)' : `chunked ${r.chunk}`, MiB(r.retained), MiB(r.peak)]),
-      ),
-    );
-  }
-  return { config, depths: depthRows, chunks: chunkRows };
 }
 
-function parseF(rest: readonly string[]): 'lsh' | 'dense' {
-  const i = rest.indexOf('--f');
-  const v = i >= 0 ? rest[i + 1] : 'lsh';
-  if (v !== 'lsh' && v !== 'dense') throw new Error(`bench memory: --f must be 'lsh' or 'dense', got '${v}'`);
-  return v;
+export async function runMemoryBench(flags: { json?: boolean; quick?: boolean }): Promise<{ config: object; graphs: GraphRow[]; train: TrainRow[] }> {
+  const L = flags.quick ? 512 : 2048;
+  const depths = flags.quick ? [2, 6] : [2, 6, 12];
+  const log = (m: string) => {
+    if (!flags.json) process.stderr.write(`  ${m}\n`);
+  };
+  const graphs = graphRows(L, [1, 2, 6, 12]);
+  const runner = await CompiledRunner.create({ backend: 'webasm' });
+  const train: TrainRow[] = [];
+  for (const depth of depths) {
+    const cfg = memoryBenchConfig(depth, L, 3);
+    for (const memorySchedules of [true, false]) {
+      const planned = await plannedPeak(cfg, memorySchedules, runner);
+      const { rss, stepSeconds } = await trainProcess(cfg, memorySchedules);
+      train.push({ depth, path: memorySchedules ? 'scheduled' : 'plain', plannedPeakBytes: planned, peakRssBytes: rss, stepSeconds });
+      log(`depth ${depth} ${memorySchedules ? 'scheduled' : 'plain'}: planned ${MiB(planned)} MiB, RSS ${MiB(rss)} MiB, ${stepSeconds.toFixed(2)} s/step`);
+    }
+  }
+  const config = { L, dModel: 128, dFF: 512, heads: 4, attention: 'lsh (2 hashes, chunk 64)', ffChunkLen: Math.min(256, L / 2), batch: 1, backend: 'webasm', threads: os.cpus().length };
+  if (flags.json) {
+    console.log(JSON.stringify({ config, graphs, train }, null, 2));
+  } else {
+    console.log(`memory: L=${L}, d_model 128, d_ff 512, LSH + chunked FF, batch 1; gpu.js webasm (${config.threads} threads)\n`);
+    console.log('training graph, static (MiB; saved = forward values the backward reads, parameters excluded):');
+    console.log(
+      formatTable(
+        ['depth', 'saved scheduled', 'saved plain', 'node-order peak scheduled', 'node-order peak plain'],
+        graphs.map((r) => [String(r.depth), MiB(r.savedScheduled), MiB(r.savedPlain), MiB(r.peakScheduled), MiB(r.peakPlain)]),
+      ),
+    );
+    console.log('\none `reformer train` process per cell (3 steps; step time = median of steps 2-3):');
+    const rows = depths.map((depth) => {
+      const s = train.find((r) => r.depth === depth && r.path === 'scheduled')!;
+      const p = train.find((r) => r.depth === depth && r.path === 'plain')!;
+      return [String(depth), MiB(s.plannedPeakBytes), MiB(p.plannedPeakBytes), MiB(s.peakRssBytes), MiB(p.peakRssBytes), s.stepSeconds.toFixed(2), p.stepSeconds.toFixed(2), (s.stepSeconds / p.stepSeconds).toFixed(2)];
+    });
+    console.log(formatTable(['depth', 'planned scheduled', 'planned plain', 'RSS scheduled', 'RSS plain', 's/step scheduled', 's/step plain', 'time ratio'], rows));
+    const first = train.filter((r) => r.path === 'scheduled');
+    if (first.length >= 2) {
+      const a = first[0]!;
+      const b = first[first.length - 1]!;
+      console.log(
+        `\nscheduled, depth ${a.depth} → ${b.depth}: planned peak ${(((b.plannedPeakBytes - a.plannedPeakBytes) / a.plannedPeakBytes) * 100).toFixed(1)}%, RSS ${(((b.peakRssBytes - a.peakRssBytes) / a.peakRssBytes) * 100).toFixed(1)}%`,
+      );
+    }
+  }
+  return { config, graphs, train };
 }
 
 export const memorySuite: Suite = {
   name: 'memory',
-  description: 'retained and peak activation bytes: reversible vs backprop vs residual, chunked vs unchunked feed-forward',
-  run: (flags: SuiteFlags) => runMemoryBench({ json: flags.json, quick: flags.quick, f: parseF(flags.rest) }),
+  description: 'training memory and step time: memory schedules (reversible, chunked) vs plain backprop, by depth',
+  run: (flags: SuiteFlags) => runMemoryBench(flags),
 };

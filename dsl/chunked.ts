@@ -1,8 +1,9 @@
 /**
  * `Chunked(layer, { axis, size })`: runs a position-wise layer on slices of `size` along `axis` and
- * concatenates the results. Values equal the unchunked layer; `compiler/chunk` turns it into a
- * schedule that runs forward and backward chunk by chunk, so only one chunk's intermediates (e.g.
- * the d_ff activations of a feed-forward block) are alive at a time.
+ * concatenates the results. Values equal the unchunked layer. Each chunk is a recompute region
+ * (`Graph.recompute`), so the forward keeps only the chunk outputs and the backward replays and
+ * differentiates one chunk at a time: one chunk's intermediates (e.g. the d_ff activations of a
+ * feed-forward block) are alive at once, and parameter gradients are summed chunk by chunk.
  *
  * Parameters are exactly the inner layer's, so a chunked and an unchunked layer share them.
  * Randomness inside the layer is salted per chunk (`Chunked[k]` on the layer path): a dropout mask
@@ -87,8 +88,10 @@ export function Chunked(layer: Layer, options: ChunkOptions): ChunkedLayer {
     apply(params, [x], ctx) {
       const scope = x!.graph.scope ? `${x!.graph.scope}.Chunked` : 'Chunked';
       const { axis, count } = resolveChunking(scope, x!.shape, options.axis, options.size);
+      // Each chunk is a recompute region: its intermediates (e.g. the d_ff hidden) die as soon as
+      // its output exists, and the backward replays and differentiates one chunk at a time.
       const parts = Array.from({ length: count }, (_, k) =>
-        applyChunk(layer, params, ops.sliceAxis(x!, axis, k * options.size, options.size), axis, k, ctx),
+        x!.graph.recompute(`${scope}[${k}]`, () => applyChunk(layer, params, ops.sliceAxis(x!, axis, k * options.size, options.size), axis, k, ctx)),
       );
       return [ops.concat(parts, axis)];
     },

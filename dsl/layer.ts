@@ -156,6 +156,7 @@ export function traceContext(graph: Graph, mode: 'train' | 'eval', stateMode: 'c
       const key = `state:${graph.scope}.${name}`;
       if (states.has(key)) throw new Error(`${graph.scope}: state '${name}' is recorded twice`);
       const value = compute();
+      if (stateMode === 'compute') graph.store(value);
       // Replay keeps the computed nodes' shape but feeds the stored value; the dead nodes are pruned.
       const t = stateMode === 'replay' ? graph.input(key, value.shape, value.dtype, 'state') : value;
       states.set(key, t);

@@ -1,8 +1,9 @@
 /**
  * Reversible residual blocks (Gomez et al. 2017, as used by the Reformer): a block maps two streams
  * `[X1, X2]` to `[Y1, Y2]` with `Y1 = X1 + F(X2)`, `Y2 = X2 + G(Y1)`, so its inputs can be
- * recomputed from its outputs. Traced normally these are ordinary layers (plain backprop); the
- * memory-free backward pass is derived from F and G by `compiler/reversible`.
+ * recomputed from its outputs. Tracing marks each block as a reversible region of the graph; the
+ * memory-free backward pass is derived from it by reverse-mode differentiation (compiler/grad),
+ * which keeps only the stack's final outputs, recorded layer state and the seed.
  *
  * @example
  * const block = Reversible(Serial(LayerNorm(), Dense(64)), Serial(LayerNorm(), Dense(256), Relu(), Dense(64)));
@@ -10,7 +11,6 @@
  */
 import { OptionError, ShapeError, type Tensor } from '../compiler/ir/graph.ts';
 import type { Shape } from '../compiler/ir/types.ts';
-import * as ops from './ops.ts';
 import {
   applyLayer,
   childParams,
@@ -70,20 +70,21 @@ function checkStreams(scope: string, a: TensorSpec, b: TensorSpec): void {
 }
 
 /**
- * Applies F then G to the streams, within the scopes the compiler replays: `Reversible[0]` for F
- * and `Reversible[1]` for G (so dropout salts and state names match between a plain trace and the
- * compiled reconstructing backward).
+ * Applies F then G to the streams as a reversible region of the graph (`Graph.reversible`), within
+ * the scopes `Reversible[0]` (F) and `Reversible[1]` (G), so reverse-mode differentiation rebuilds
+ * the block's inputs from its outputs instead of keeping them, replaying dropout from the same
+ * salts and reading recorded layer state (LSH buckets) instead of recomputing it.
  */
 function applyBlock(f: Layer, g: Layer, params: SymbolicParams, x1: Tensor, x2: Tensor, ctx: ApplyContext): [Tensor, Tensor] {
   const graph = x1.graph;
   const scope = graph.scope ? `${graph.scope}.Reversible` : 'Reversible';
   checkStreams(scope, x1, x2);
-  const [fx] = graph.withScope(residualScope(0), () => applyLayer(f, childParams(params, 0, 'Reversible'), [x2], ctx));
-  checkKeepsShape(scope, 'F', f, x2.shape, fx!.shape);
-  const y1 = ops.add(x1, fx!);
-  const [gy] = graph.withScope(residualScope(1), () => applyLayer(g, childParams(params, 1, 'Reversible'), [y1], ctx));
-  checkKeepsShape(scope, 'G', g, y1.shape, gy!.shape);
-  return [y1, ops.add(x2, gy!)];
+  const residual = (which: 0 | 1, layer: Layer, role: 'F' | 'G') => (x: Tensor) => {
+    const [y] = graph.withScope(residualScope(which), () => applyLayer(layer, childParams(params, which, 'Reversible'), [x], ctx));
+    checkKeepsShape(scope, role, layer, x.shape, y!.shape);
+    return y!;
+  };
+  return graph.reversible(scope, x1, x2, residual(0, f, 'F'), residual(1, g, 'G'));
 }
 
 /**
@@ -119,8 +120,8 @@ export function Reversible(f: Layer, g: Layer): ReversibleBlock {
 }
 
 /**
- * Reversible blocks in sequence. Traced normally this is plain backprop through every block;
- * `compileReversibleStack` gives the schedule that keeps only the final outputs.
+ * Reversible blocks in sequence: differentiated, the backward pass rebuilds each block's inputs
+ * from its outputs, so activation memory does not grow with the number of blocks.
  */
 export function ReversibleStack(blocks: readonly ReversibleBlock[]): ReversibleStackLayer {
   blocks.forEach((b, i) => {

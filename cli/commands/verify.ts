@@ -4,8 +4,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { InitKey, spec, childParams, type Params } from '../../dsl/layer.ts';
-import { isReversibleStack } from '../../dsl/reversible.ts';
+import { InitKey, spec, type Params } from '../../dsl/layer.ts';
 import { defaultRunConfig, validateRunConfig, type RunConfig } from '../../reformer/config.ts';
 import { buildModel } from '../../reformer/model.ts';
 import { loadRun } from '../../reformer/train/run-dir.ts';
@@ -41,20 +40,17 @@ async function modelFrom(source: string, batch: number): Promise<{ config: RunCo
 export async function verifyCommand(source: string, opts: VerifyCommandOptions): Promise<boolean> {
   const { config, params } = await modelFrom(source, opts.batch);
   const model = buildModel(config.model);
-  const index = (model.children ?? []).findIndex(isReversibleStack);
-  if (index < 0) throw new Error(`model '${source}' has no reversible stack to verify (architecture '${config.model.architecture}')`);
-  const stack = model.children![index]!;
   const runner = await openRunner(opts.backend);
-  const shape = [opts.batch, config.model.seqLen, config.model.dModel];
-  console.log(`verifying ${stack.name} (${config.model.nLayers} blocks) at stream shape [${shape.join(',')}] on ${runner.description}`);
-  const result = await verifyReversible(stack, childParams(params, index, 'model'), {
-    shape,
+  const inputs = [{ shape: [opts.batch, config.model.seqLen], dtype: 'i32' as const }];
+  console.log(`verifying the reversible schedule of '${source}' (${config.model.nLayers} blocks) at tokens [${inputs[0]!.shape.join(',')}] on ${runner.description}`);
+  const result = await verifyReversible(model, params, {
+    inputs,
+    intHigh: config.model.vocabSize,
     numRuns: opts.runs,
     runner,
-    scope: `Serial[${index}]`,
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
   });
-  console.log(`${result.passed ? 'PASS' : 'FAIL'}: ${result.runs} run(s), max scaled error ${result.maxError.toExponential(2)}`);
+  console.log(`${result.passed ? 'PASS' : 'FAIL'}: ${result.runs} run(s), ${result.blocks} blocks; worst error/bound ${result.worstRatio.toExponential(2)} (${result.worst})`);
   if (result.counterexample) console.log(`counterexample (shrunk): ${JSON.stringify(result.counterexample)}`);
   return result.passed;
 }

@@ -1,11 +1,23 @@
 /**
  * Reverse-mode differentiation as a graph-to-graph transformation: the result is a new graph that
  * computes the original outputs and the requested gradients, built only from primitives.
+ *
+ * Memory schedules are regions of the forward graph that the reverse walk treats specially:
+ * - a recompute region is replayed after all its consumers were differentiated, and its VJP reads
+ *   the replayed values, so the forward intermediates die as soon as the region's outputs exist;
+ * - a reversible region (block `Y1 = X1 + F(X2)`, `Y2 = X2 + G(Y1)`) rebuilds its inputs from its
+ *   outputs, `X2 = Y2 − G(Y1)`, `X1 = Y1 − F(X2)`, replaying G then F, so neither its
+ *   intermediates nor its inputs are read by the backward pass; the rebuilt inputs stand in for
+ *   the forward values from then on, which is what makes a stack of blocks memory-flat in depth.
+ * Regions nest (e.g. LSH window groups inside a reversible block's F): a replayed range is walked
+ * by the same function, which replays the regions inside it again.
  */
-import { Graph, liveNodes, type RecomputeRegion, type Tensor } from '../ir/graph.ts';
+import { Graph, type NodeRange, type RecomputeRegion, type ReversibleRegion, type Tensor } from '../ir/graph.ts';
+import { liveNodes } from '../ir/graph.ts';
 import * as P from '../ir/primitives.ts';
-import type { Node, NodeId } from '../ir/types.ts';
+import type { NodeId } from '../ir/types.ts';
 import { operands, withOperands } from '../ir/types.ts';
+import { cotangentName } from '../ir/names.ts';
 import { vjpRules } from './vjp-rules.ts';
 
 export interface VjpGraph {
@@ -16,12 +28,41 @@ export interface VjpGraph {
   readonly gradients: readonly NodeId[];
   /** Names of the cotangent inputs, one per output (`cotangent:<i>`). */
   readonly cotangentInputs: readonly string[];
+  /**
+   * Inputs of each reversible block as rebuilt by the backward pass: forward node id → the node
+   * that recomputes it from the block's outputs (for checking reconstruction, e.g. `verify`).
+   */
+  readonly rebuilt: ReadonlyMap<NodeId, NodeId>;
 }
 
 export interface VjpOptions {
   /** Seed cotangents: fresh graph inputs (default), or ones for every output. */
   readonly seed?: 'inputs' | 'ones';
+  /**
+   * Honour the graph's memory schedules (recompute and reversible regions; default true). False
+   * gives plain backprop of the same graph: every forward value the backward needs is kept.
+   */
+  readonly memorySchedules?: boolean;
 }
+
+type Region = { readonly kind: 'recompute'; readonly r: RecomputeRegion } | { readonly kind: 'reversible'; readonly r: ReversibleRegion };
+
+/**
+ * Where the backward pass reads each forward value from: the node itself, or a replayed or
+ * rebuilt copy. Maps chain, one per replayed region, so a nested replay sees its parents' copies.
+ */
+class ValueMap {
+  private readonly copies = new Map<NodeId, NodeId>();
+  constructor(private readonly parent?: ValueMap) {}
+  get(id: NodeId): NodeId {
+    return this.copies.get(id) ?? this.parent?.get(id) ?? id;
+  }
+  set(id: NodeId, copy: NodeId): void {
+    this.copies.set(id, copy);
+  }
+}
+
+const rangeIds = (r: NodeRange) => Array.from({ length: r.end - r.start }, (_, i) => r.start + i);
 
 /**
  * Vector-Jacobian product of `outputs` with respect to `wrt`. The returned graph's outputs are
@@ -53,66 +94,112 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
       if (active(id)) accumulate(id, P.broadcastTo(P.constant(graph, 1), out.shape));
       return;
     }
-    const name = `cotangent:${i}`;
+    const name = cotangentName(i);
     cotangentInputs.push(name);
     const ct = graph.input(name, out.shape, out.dtype, 'cotangent');
     if (active(id)) accumulate(id, ct);
   });
 
-  /** Applies the VJP rule of `node` (whose forward value is `out`, operands `args`) to `g`. */
-  const backpropNode = (node: Node, out: Tensor, args: readonly Tensor[], into: readonly NodeId[], g: Tensor) => {
+  /** Applies the VJP rule of node `id` to its cotangent `g`, reading values through `values`. */
+  const backpropNode = (id: NodeId, values: ValueMap, g: Tensor) => {
+    const node = graph.node(id);
+    const into = operands(node);
+    const out = graph.tensor(values.get(id));
+    const args = into.map((o) => graph.tensor(values.get(o)));
     const parts = graph.withScope(`grad(${node.scope || node.op})`, () => vjpRules[node.op]({ node, out, args, g }));
     parts.forEach((part, k) => {
       if (part !== null && active(into[k]!)) accumulate(into[k]!, part);
     });
   };
 
-  /**
-   * A recompute region is replayed here, after every consumer of its values has been
-   * differentiated, and its VJP reads the replayed values, so the forward ones die early.
-   */
-  const backpropRegion = (region: RecomputeRegion) => {
-    const ids = Array.from({ length: region.end - region.start }, (_, i) => region.start + i);
-    if (!ids.some((id) => active(id) && cotangent.has(id))) return;
-    const replayed = new Map<NodeId, NodeId>();
-    const replay = (id: NodeId) => replayed.get(id) ?? id;
-    graph.withScope(`recompute(${region.label})`, () => {
-      for (const id of ids) {
-        const node = graph.node(id);
-        if (node.op === 'input') continue; // one value per name: inputs are read, never replayed
-        const copy = graph.add(withOperands(node, operands(node).map(replay)), node.shape, node.dtype, node.scope);
-        replayed.set(id, copy.id);
-      }
-    });
-    const before = new Map(cotangent);
-    for (const id of [...ids].reverse()) {
-      const g = cotangent.get(id);
-      if (g === undefined || !active(id)) continue;
-      const copy = graph.node(replay(id));
-      backpropNode(copy, graph.tensor(copy.id), operands(copy).map((o) => graph.tensor(o)), operands(graph.node(id)), g);
+  /** Copies the nodes of `range` reading through `values`; inputs and stored state are read, not copied. */
+  const replay = (range: NodeRange, values: ValueMap) => {
+    for (const id of rangeIds(range)) {
+      const node = graph.node(id);
+      if (node.op === 'input' || graph.stored.has(id)) continue;
+      const copy = graph.add(withOperands(node, operands(node).map((o) => values.get(o))), node.shape, node.dtype, node.scope);
+      values.set(id, copy.id);
     }
-    // Sums into the region's inputs are written now, so each region's terms die with it rather
-    // than all staying alive until a consumer far down the backward pass reads the whole sum.
+  };
+
+  // Outermost region first where several end at one node (e.g. Recompute around a whole block).
+  const endingAt = new Map<NodeId, Region[]>();
+  const regions: Region[] =
+    options.memorySchedules === false
+      ? []
+      : [
+          ...graph.recomputeRegions.map((r) => ({ kind: 'recompute' as const, r })),
+          ...graph.reversibleRegions.map((r) => ({ kind: 'reversible' as const, r })),
+        ];
+  for (const region of regions) {
+    const list = endingAt.get(region.r.end - 1) ?? [];
+    list.push(region);
+    list.sort((a, b) => a.r.start - b.r.start);
+    endingAt.set(region.r.end - 1, list);
+  }
+
+  /** Differentiates nodes `start … end - 1` in reverse order, entering the regions inside. */
+  const walk = (range: NodeRange, values: ValueMap, entered: ReadonlySet<Region>) => {
+    for (let id = range.end - 1; id >= range.start; id--) {
+      const region = endingAt.get(id)?.find((r) => !entered.has(r) && r.r.start >= range.start);
+      if (region !== undefined) {
+        const inside = new Set(entered).add(region);
+        if (region.kind === 'recompute') backpropRecompute(region.r, values, inside);
+        else backpropReversible(region.r, values, inside);
+        id = region.r.start;
+        continue;
+      }
+      const g = cotangent.get(id);
+      if (g !== undefined && active(id)) backpropNode(id, values, g);
+    }
+  };
+
+  /**
+   * Sums into values defined before `region` are written as soon as its backward is done, so each
+   * region's terms die with it rather than staying alive until a consumer far down reads the sum.
+   */
+  const materializeSums = (region: NodeRange, walkRegion: () => void) => {
+    const before = new Map(cotangent);
+    walkRegion();
     for (const [id, sum] of cotangent) {
       const prev = before.get(id);
       if (prev !== undefined && prev !== sum && id < region.start) graph.materialize.add(sum.id);
     }
   };
 
-  const regionEndingAt = new Map(graph.recomputeRegions.map((r) => [r.end - 1, r]));
-  for (let id = forwardCount - 1; id >= 0; id--) {
-    const region = regionEndingAt.get(id);
-    if (region !== undefined) {
-      backpropRegion(region);
-      id = region.start;
-      continue;
-    }
-    const g = cotangent.get(id);
-    if (g === undefined || !active(id)) continue;
-    const node = graph.node(id);
-    const args = operands(node);
-    backpropNode(node, graph.tensor(id), args.map((o) => graph.tensor(o)), args, g);
-  }
+  const backpropRecompute = (region: RecomputeRegion, values: ValueMap, entered: ReadonlySet<Region>) => {
+    if (!rangeIds(region).some((id) => active(id) && cotangent.has(id))) return;
+    const replayed = new ValueMap(values);
+    replay(region, replayed);
+    materializeSums(region, () => walk(region, replayed, entered));
+  };
+
+  const backpropReversible = (block: ReversibleRegion, values: ValueMap, entered: ReadonlySet<Region>) => {
+    const flows = [block.y1, block.y2].some((id) => active(id) && cotangent.has(id));
+    if (!flows) return;
+    const rebuilt = new ValueMap(values);
+    const y1 = graph.tensor(rebuilt.get(block.y1));
+    const y2 = graph.tensor(rebuilt.get(block.y2));
+    graph.withScope(`reverse(${block.label})`, () => {
+      replay(block.g, rebuilt);
+      const x2 = P.binary('sub', y2, graph.tensor(rebuilt.get(block.g.out)));
+      rebuilt.set(block.x2, x2.id);
+      replay(block.f, rebuilt);
+      const x1 = P.binary('sub', y1, graph.tensor(rebuilt.get(block.f.out)));
+      rebuilt.set(block.x1, x1.id);
+    });
+    const x1 = rebuilt.get(block.x1);
+    const x2 = rebuilt.get(block.x2);
+    rebuiltInputs.set(block.x1, x1);
+    rebuiltInputs.set(block.x2, x2);
+    materializeSums(block, () => walk(block, rebuilt, entered));
+    // From here on the rebuilt inputs stand in for the forward ones (the previous block's outputs).
+    values.set(block.x2, x2);
+    values.set(block.x1, x1);
+  };
+
+  const rebuiltInputs = new Map<NodeId, NodeId>();
+  walk({ start: 0, end: forwardCount }, new ValueMap(), new Set());
 
   const gradients = wrt.map((id) => {
     const g = cotangent.get(id);
@@ -121,12 +208,12 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     return P.broadcastTo(P.constant(graph, 0), node.shape).id;
   });
   graph.outputs = [...outputs, ...gradients];
-  return { graph, outputs, gradients, cotangentInputs };
+  return { graph, outputs, gradients, cotangentInputs, rebuilt: rebuiltInputs };
 }
 
 /** Gradient of a scalar `loss` with respect to `wrt`: a graph with outputs `[loss, ...gradients]`. */
-export function grad(source: Graph, loss: NodeId, wrt: readonly NodeId[]): VjpGraph {
+export function grad(source: Graph, loss: NodeId, wrt: readonly NodeId[], options: Pick<VjpOptions, 'memorySchedules'> = {}): VjpGraph {
   const node = source.node(loss);
   if (node.shape.length !== 0) throw new Error(`grad: loss must be a scalar, got shape [${node.shape.join(',')}]`);
-  return vjp(source, [loss], wrt, { seed: 'ones' });
+  return vjp(source, [loss], wrt, { ...options, seed: 'ones' });
 }

@@ -32,6 +32,13 @@ export class Graph {
    * transformation, e.g. a gradient sum built region by region, so that its terms die as it goes.
    */
   readonly materialize = new Set<NodeId>();
+  /** Reversible blocks whose inputs the backward pass rebuilds from their outputs (`reversible`). */
+  readonly reversibleRegions: ReversibleRegion[] = [];
+  /**
+   * Nodes whose forward values are stored for the backward pass: a replayed region reads them
+   * instead of recomputing them (layer state, e.g. LSH buckets, which must not be re-drawn).
+   */
+  readonly stored = new Set<NodeId>();
   private readonly scopeStack: string[] = [];
   private openRegion = false;
 
@@ -65,6 +72,51 @@ export class Graph {
       this.openRegion = false;
       if (this.nodes.length > start) this.recomputeRegions.push({ label, start, end: this.nodes.length });
     }
+  }
+
+  /**
+   * A reversible block `[X1, X2] → [Y1, Y2]`, `Y1 = X1 + F(X2)`, `Y2 = X2 + G(Y1)`, marked as a
+   * region: reverse-mode differentiation keeps none of its values (nor its inputs) but rebuilds
+   * the inputs from the outputs, `X2 = Y2 − G(Y1)`, `X1 = Y1 − F(X2)`, and differentiates F and G
+   * replayed on the rebuilt values. Randomness replays from the same seeds and salts; nodes marked
+   * `store` (layer state) are read, not recomputed. `f` and `g` must keep the stream's shape.
+   */
+  reversible(label: string, x1: Tensor, x2: Tensor, f: (x2: Tensor) => Tensor, g: (y1: Tensor) => Tensor): [Tensor, Tensor] {
+    const start = this.nodes.length;
+    const fOut = f(x2);
+    const fEnd = this.nodes.length;
+    const y1 = this.residualAdd(label, 'F', x1, fOut);
+    const gOut = g(y1);
+    const gEnd = this.nodes.length;
+    const y2 = this.residualAdd(label, 'G', x2, gOut);
+    this.reversibleRegions.push({
+      label,
+      start,
+      end: this.nodes.length,
+      x1: x1.id,
+      x2: x2.id,
+      f: { start, end: fEnd, out: fOut.id },
+      y1: y1.id,
+      g: { start: y1.id + 1, end: gEnd, out: gOut.id },
+      y2: y2.id,
+    });
+    return [y1, y2];
+  }
+
+  private residualAdd(label: string, role: 'F' | 'G', x: Tensor, fx: Tensor): Tensor {
+    if (formatShape(x.shape) !== formatShape(fx.shape) || x.dtype !== fx.dtype) {
+      throw new ShapeError(this.scope, `${label}: ${role} output ${fx.dtype}${formatShape(fx.shape)} does not match its stream ${x.dtype}${formatShape(x.shape)}`);
+    }
+    return this.add({ op: 'binary', fn: 'add', a: x.id, b: fx.id }, x.shape, x.dtype);
+  }
+
+  /** Marks `t` as stored for the backward pass (see `stored`); it must carry no gradient. */
+  store(t: Tensor): Tensor {
+    if (t.dtype === 'f32' && t.node.op !== 'stopGradient') {
+      throw new ShapeError(this.scope, `stored state %${t.id} is f32 and not behind stopGradient: a replay reading it would cut its gradient`);
+    }
+    this.stored.add(t.id);
+    return t;
   }
 
   add(op: Op, shape: Shape, dtype: DType, scope = this.scope): Tensor {
@@ -111,7 +163,9 @@ export class Graph {
     g.nodes.push(...this.nodes);
     g.outputs = [...this.outputs];
     g.recomputeRegions.push(...this.recomputeRegions);
+    g.reversibleRegions.push(...this.reversibleRegions);
     for (const id of this.materialize) g.materialize.add(id);
+    for (const id of this.stored) g.stored.add(id);
     return g;
   }
 
@@ -121,10 +175,28 @@ export class Graph {
 }
 
 /** Nodes `start … end - 1`, created by one `Graph.recompute` call. */
-export interface RecomputeRegion {
+export interface RecomputeRegion extends NodeRange {
   readonly label: string;
+}
+
+/** A node range `start … end - 1`. */
+export interface NodeRange {
   readonly start: NodeId;
   readonly end: NodeId;
+}
+
+/**
+ * One reversible block, nodes `start … end - 1`: F's nodes (`f`, its output `f.out`), the add
+ * giving `y1`, G's nodes (`g`, output `g.out`), the add giving `y2` (the last node).
+ */
+export interface ReversibleRegion extends NodeRange {
+  readonly label: string;
+  readonly x1: NodeId;
+  readonly x2: NodeId;
+  readonly f: NodeRange & { readonly out: NodeId };
+  readonly y1: NodeId;
+  readonly g: NodeRange & { readonly out: NodeId };
+  readonly y2: NodeId;
 }
 
 /** A symbolic tensor: a handle on one node of a graph, with its static shape and dtype. */
@@ -205,6 +277,12 @@ export function printGraph(g: Graph): string {
     return `${lhs} = ${describeOp(n)}${scope}`;
   });
   for (const r of g.recomputeRegions) lines.push(`recompute %${r.start}…%${r.end - 1}  # ${r.label}`);
+  for (const r of g.reversibleRegions) {
+    lines.push(
+      `reversible %${r.start}…%${r.end - 1} (%${r.x1}, %${r.x2}) -> (%${r.y1}, %${r.y2}) F %${r.f.start}…%${r.f.end - 1} G %${r.g.start}…%${r.g.end - 1}  # ${r.label}`,
+    );
+  }
+  if (g.stored.size > 0) lines.push(`stored ${[...g.stored].map((id) => `%${id}`).join(' ')}`);
   lines.push(`outputs ${g.outputs.map((o) => `%${o}`).join(' ')}`);
   return lines.join('\n');
 }

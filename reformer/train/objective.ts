@@ -22,6 +22,8 @@ export interface Batch {
 export interface ObjectiveGraph {
   readonly graph: Graph;
   readonly paramNames: readonly string[];
+  /** Nodes below this id are the forward pass (the rest differentiates it). */
+  readonly forwardCount: number;
 }
 
 function traceObjective(model: Layer, params: Params, batchSize: number, seqLen: number, mode: 'train' | 'eval') {
@@ -48,11 +50,10 @@ export interface TrainObjectiveOptions {
 }
 
 export function trainObjective(model: Layer, params: Params, batchSize: number, seqLen: number, options: TrainObjectiveOptions = {}): TrainObjective {
-  void options;
   const t = traceObjective(model, params, batchSize, seqLen, 'train');
   const wrt: NodeId[] = t.paramNames.map((n) => t.graph.inputByName(n).id);
-  const g = grad(t.graph, t.loss.id, wrt);
-  return { graph: g.graph, paramNames: t.paramNames };
+  const g = grad(t.graph, t.loss.id, wrt, { memorySchedules: options.memorySchedules ?? true });
+  return { graph: g.graph, paramNames: t.paramNames, forwardCount: t.graph.nodes.length };
 }
 
 /** Outputs: [loss, correct-weighted count, weight sum]. */
@@ -63,7 +64,7 @@ export function evalObjective(model: Layer, params: Params, batchSize: number, s
   const predicted = ops.argmax(t.logits, -1);
   const correct = ops.sumAll(ops.mul(ops.toFloat(ops.eq(predicted, t.tokens)), t.weights));
   t.graph.outputs = [t.loss.id, correct.id, ops.sumAll(t.weights).id];
-  return { graph: t.graph, paramNames: t.paramNames };
+  return { graph: t.graph, paramNames: t.paramNames, forwardCount: t.graph.nodes.length };
 }
 
 /** The logits graph used for sampling: tokens [B, L] -> logits [B, L, V]. */
@@ -73,7 +74,7 @@ export function logitsGraph(model: Layer, params: Params, batchSize: number, seq
   const tokens = graph.input('tokens', [batchSize, seqLen], 'i32');
   const [logits] = applyLayer(model, sym, [tokens], traceContext(graph, 'eval'));
   graph.outputs = [logits!.id];
-  return { graph, paramNames: graph.inputNodes().filter((n) => n.role === 'param').map((n) => n.name) };
+  return { graph, paramNames: graph.inputNodes().filter((n) => n.role === 'param').map((n) => n.name), forwardCount: graph.nodes.length };
 }
 
 /** Feeds for the inputs `graph` declares: parameters (`params.<path>`), batch and seed. */

@@ -1,24 +1,37 @@
+/**
+ * `Chunked`: each chunk is a recompute region, so the forward keeps only the chunk outputs and the
+ * backward replays and differentiates one chunk at a time. Values and gradients equal the
+ * unchunked layer for every chunk size dividing the axis.
+ */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Dense, Gelu, InitKey, LayerNorm, Relu, Serial, Dup, spec, trace } from '../../dsl/index.ts';
+import { Dense, Gelu, InitKey, LayerNorm, Relu, Serial, Dup, flattenParams, spec, trace, type Layer, type Params } from '../../dsl/index.ts';
 import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { grad } from '../../compiler/grad/grad.ts';
+import { graphPeakBytes, savedActivationBytes } from '../../compiler/grad/saved.ts';
 import { type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { Chunked } from '../../dsl/chunked.ts';
-import { compileChunked } from '../../compiler/chunk/compile.ts';
-import { ordinaryBackprop } from '../../compiler/reversible/backprop.ts';
-import { ReferenceRunner } from '../../runtime/runner.ts';
-import { printSchedule } from '../../runtime/schedule/schedule.ts';
-import { rng, uniform } from '../grad/check.ts';
+import { rng, uniform, weightedLoss } from '../grad/check.ts';
 import { expectClose } from '../support/numeric.ts';
 
-const runner = new ReferenceRunner();
 const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filter((k) => n % k === 0);
 const feedForward = (d: number, dff: number, act: 'relu' | 'gelu') => Serial(LayerNorm(), Dense(dff), act === 'relu' ? Relu() : Gelu(), Dense(d));
 
+/** Loss and gradients (every parameter, then the input) of `layer` on `x`, f64. */
+function lossAndGrads(layer: Layer, params: Params, x: HostTensor, seed: number, memorySchedules = true) {
+  const t = trace(layer, params, [{ shape: x.shape }], { mode: 'train' });
+  const loss = weightedLoss(t.outputs[0]!, rng(seed));
+  const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.role === 'data');
+  const g = grad(t.graph, loss.id, wrt.map((n) => n.id), { memorySchedules });
+  const feeds: Record<string, HostTensor> = { input0: x };
+  for (const [path, p] of flattenParams(params)) feeds[`params.${path}`] = p;
+  return { values: evaluate(g.graph, feeds), graph: g.graph, forwardCount: t.graph.nodes.length, regions: t.graph.recomputeRegions.length };
+}
+
 describe('Chunked feed-forward', () => {
-  it('equals the unchunked layer, forward and gradients, for every chunk size dividing the axis', async () => {
-    await fc.assert(
-      fc.asyncProperty(
+  it('equals the unchunked layer, loss and gradients, for every chunk size dividing the axis', () => {
+    fc.assert(
+      fc.property(
         fc.record({
           B: fc.integer({ min: 1, max: 2 }),
           L: fc.constantFrom(4, 6, 8, 12),
@@ -27,31 +40,18 @@ describe('Chunked feed-forward', () => {
           act: fc.constantFrom<'relu' | 'gelu'>('relu', 'gelu'),
           seed: fc.integer({ min: 0, max: 100_000 }),
         }),
-        async ({ B, L, d, dff, act, seed }) => {
+        ({ B, L, d, dff, act, seed }) => {
           const ff = feedForward(d, dff, act);
           const params = ff.init(new InitKey(seed), [spec([B, L, d])]);
-          const r = rng(seed);
-          const x = uniform(r, [B, L, d], -1, 1);
-          const dy = uniform(r, [B, L, d], -1, 1);
-          const ref = await ordinaryBackprop(ff, params, spec([B, L, d])).run(runner, [x], [dy]);
+          const x = uniform(rng(seed + 1), [B, L, d], -1, 1);
+          const ref = lossAndGrads(ff, params, x, seed).values;
           for (const size of divisors(L)) {
             const layer = Chunked(ff, { axis: 1, size });
             // The chunked layer shares the inner layer's parameters.
             expect(layer.init(new InitKey(seed), [spec([B, L, d])])).toEqual(params);
-            const c = compileChunked(layer, params, { shape: [B, L, d] });
-            expect(c.chunks).toBe(L / size);
-            const y = await c.forward(runner, x);
-            expectClose(y.data, ref.outputs[0]!.data, 1e-12, 1e-12, `y (size ${size})`);
-            const back = await c.backward(runner, x, dy);
-            expectClose(back.dx.data, ref.inputGrads[0]!.data, 1e-10, 1e-12, `dx (size ${size})`);
-            for (const [path, g] of ref.gradsByParamPath) {
-              expectClose(back.gradsByParamPath.get(path)!.data, g.data, 1e-10, 1e-12, `${path} (size ${size})`);
-            }
-            // Traced as a plain layer, the chunked graph gives the same values too.
-            const t = trace(layer, params, [{ shape: [B, L, d] }]);
-            const feeds: Record<string, HostTensor> = { input0: x };
-            for (const n of t.graph.inputNodes()) if (n.role === 'param') feeds[n.name] = byPath(params, n.name);
-            expectClose(evaluate(t.graph, feeds)[0]!.data, ref.outputs[0]!.data, 1e-12, 1e-12, `traced y (size ${size})`);
+            const got = lossAndGrads(layer, params, x, seed);
+            expect(got.regions).toBe(L / size);
+            got.values.forEach((v, k) => expectClose(v.data, ref[k]!.data, 1e-10, 1e-12, `output ${k} (size ${size})`));
           }
         },
       ),
@@ -66,41 +66,28 @@ describe('Chunked feed-forward', () => {
     expect(() => trace(Serial(Dup(), layer), [{}, params], [{ shape: [6, 3] }])).toThrow(
       /Serial\[1\]\.Chunked: Chunked: chunk size 4 does not divide axis 0 of length 6/,
     );
-    expect(() => compileChunked(layer, params, { shape: [6, 3] })).toThrow(/chunk size 4 does not divide axis 0 of length 6/);
     expect(() => Chunked(Dup(), { axis: 0, size: 2 })).toThrow(/Dup must map one tensor to one tensor/);
     expect(() => Chunked(Dense(3), { axis: 0, size: 0 })).toThrow(/option 'size' must be a positive integer/);
   });
 
-  it('holds one chunk of d_ff activations at a time: peak well below unchunked', () => {
+  it('holds one chunk of d_ff activations at a time: saved and peak bytes fall with the chunk size', () => {
     const L = 64;
     const d = 8;
     const dff = 64;
     const ff = feedForward(d, dff, 'relu');
     const params = ff.init(new InitKey(1), [spec([L, d])]);
-    const peaks = [64, 16, 4].map((size) => compileChunked(Chunked(ff, { axis: 0, size }), params, { shape: [L, d] }).memory());
-    const unchunked = peaks[0]!.unchunked.peakBytes;
-    const chunkedPeak = peaks.map((m) => m.chunked.peakBytes);
-    // One chunk of the hidden layer is L/size times smaller; the peak falls with the chunk size.
-    expect(chunkedPeak[1]).toBeLessThan(chunkedPeak[0]!);
-    expect(chunkedPeak[2]).toBeLessThan(chunkedPeak[1]!);
-    expect(chunkedPeak[2]! * 3).toBeLessThan(unchunked);
-    // Between forward and backward the chunked schedule keeps only its input.
-    expect(peaks[2]!.chunked.retainedActivationBytes).toBe(L * d * 4);
-    expect(peaks[2]!.unchunked.retainedActivationBytes).toBeGreaterThan(L * dff * 4);
-  });
-
-  it('prints the backward schedule chunk by chunk', () => {
-    const ff = feedForward(2, 3, 'relu');
-    const params = ff.init(new InitKey(1), [spec([4, 2])]);
-    const text = printSchedule(compileChunked(Chunked(ff, { axis: 0, size: 2 }), params, { shape: [4, 2] }).backwardSchedule);
-    expect(text).toContain('split cotangent: dy → dy.0[2,2] dy.1[2,2]');
-    expect(text).toMatch(/chunk 1 vjp: x dy\.1 grad\.0\.scale .*→ dx\.1\[2,2\] grad\.0\.scale\[2\]/);
-    expect(text).toContain('concat input gradients: dx.0 dx.1 → dx[4,2]');
+    const x = uniform(rng(2), [L, d], -1, 1);
+    const at = (size: number, memorySchedules = true) => {
+      const r = lossAndGrads(Chunked(ff, { axis: 0, size }), params, x, 1, memorySchedules);
+      return { saved: savedActivationBytes(r.graph, r.forwardCount), peak: graphPeakBytes(r.graph) };
+    };
+    const [whole, sixteen, four] = [64, 16, 4].map((s) => at(s));
+    const plain = at(4, false);
+    expect(sixteen!.peak).toBeLessThan(whole!.peak);
+    expect(four!.peak).toBeLessThan(sixteen!.peak);
+    expect(four!.peak * 3).toBeLessThan(plain.peak);
+    // Between forward and backward the chunked schedule keeps no [L, d_ff] hidden at all.
+    expect(four!.saved).toBeLessThan(L * dff * 4);
+    expect(plain.saved).toBeGreaterThan(L * dff * 4);
   });
 });
-
-function byPath(params: unknown, name: string): HostTensor {
-  let node = params as Record<string, unknown>;
-  for (const k of name.split('.').slice(1)) node = node[k] as Record<string, unknown>;
-  return node as unknown as HostTensor;
-}
