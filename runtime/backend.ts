@@ -21,6 +21,19 @@ export const BROWSER_PREFERENCE: readonly ConcreteBackend[] = ['webgpu', 'webgl2
 /** `auto`'s order in Node (WebGL exists there only through headless-gl). */
 export const NODE_PREFERENCE: readonly ConcreteBackend[] = ['webgpu', 'headlessgl', 'webasm', 'cpu'];
 
+/**
+ * Most buffers one webgpu kernel may read: WebGPU guarantees 8 storage buffers per shader stage
+ * (maxStorageBuffersPerShaderStage), gpu.js binds each input and the output as one and requests
+ * no higher limit (SwiftShader's adapter offers 10, so even raising it would not fit every fused
+ * kernel). The compiler splits wider fusions for webgpu (planKernels' maxReads).
+ */
+export const WEBGPU_MAX_KERNEL_READS = 7;
+
+/** The planner's read bound for kernels on `backend` (undefined: unbounded). */
+export function maxKernelReads(backend: ConcreteBackend): number | undefined {
+  return backend === 'webgpu' ? WEBGPU_MAX_KERNEL_READS : undefined;
+}
+
 export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
 }
@@ -139,14 +152,37 @@ async function platformGap(name: ConcreteBackend): Promise<string | undefined> {
   }
 }
 
+/** gpu.js reports every WebGL-family kernel (webgl, webgl2, headlessgl) as mode `gpu`. */
+const GL_FAMILY: ReadonlySet<ConcreteBackend> = new Set(['webgl', 'webgl2', 'headlessgl']);
+
+/**
+ * Whether a kernel or pipeline that reports `mode` ran on `expected`. For the WebGL family this
+ * accepts `gpu`: a GPU opened with mode webgl2 builds only WebGL2 kernels (its fallback is the
+ * CPU kernel, mode `cpu`, with a fallbackReason), and probeKernel checks the exact class.
+ */
+function ranOn(expected: ConcreteBackend, mode: string | undefined): boolean {
+  return mode === expected || (mode === 'gpu' && GL_FAMILY.has(expected));
+}
+
 /** Throws when the kernel (or pipeline backend) that runs is not the one requested. */
 export function assertRanOn(expected: ConcreteBackend, what: string, mode: string | undefined, fallbackReason?: string | null): void {
   if (fallbackReason) {
     throw new BackendUnavailableError(`${what} fell back from ${expected}: ${fallbackReason}`);
   }
-  if (mode !== expected) {
+  if (!ranOn(expected, mode)) {
     throw new BackendUnavailableError(`${what} ran on ${mode ?? 'an unknown backend'}, not the requested ${expected}`);
   }
+}
+
+// gpu.js exports its kernel classes; the WebGL family is told apart by class, not by mode.
+type KernelClass = abstract new (...args: never[]) => unknown;
+function kernelClassName(kernel: unknown): string | undefined {
+  const classes = GPU as unknown as Record<string, KernelClass | undefined>;
+  for (const [name, cls] of [['headlessgl', 'HeadlessGLKernel'], ['webgl2', 'WebGL2Kernel'], ['webgl', 'WebGLKernel']] as const) {
+    const c = classes[cls];
+    if (c !== undefined && kernel instanceof c) return name;
+  }
+  return undefined;
 }
 
 /** Builds and runs a tiny kernel on `name`; returns the reason it failed, or undefined. */
@@ -158,7 +194,7 @@ async function probeKernel(name: ConcreteBackend): Promise<string | undefined> {
     const out = (await (k as unknown as (a: Float32Array) => Promise<Float32Array>)(new Float32Array([1, 2, 3, 4]))) as ArrayLike<number>;
     const info = (k as unknown as KernelIntrospection).kernel;
     if (info?.fallbackReason) return `${name}: probe kernel fell back (${info.fallbackReason})`;
-    const mode = info?.constructor.mode;
+    const mode = info?.constructor.mode === 'gpu' ? kernelClassName(info) : info?.constructor.mode;
     if (mode !== name) return `${name}: probe kernel ran on ${mode ?? 'unknown'}`;
     if (out[3] !== 9) return `${name}: probe kernel computed a wrong value (${out[3]} instead of 9)`;
     return undefined;

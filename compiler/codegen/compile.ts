@@ -71,10 +71,12 @@ export interface CompileOptions {
   readonly grid?: boolean;
   /** Write every kernel with exact i32 indices, not only those touching more than 2^24 elements (tests). */
   readonly wide?: boolean;
+  /** Most buffers one kernel reads (the planner's `maxReads`; the runtime sets it for webgpu). */
+  readonly maxReads?: number;
 }
 
 export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
-  const plan = planKernels(graph, wanted);
+  const plan = planKernels(graph, wanted, options.maxReads === undefined ? {} : { maxReads: options.maxReads });
   checkLimits(graph, plan);
   const kernels: KernelSource[] = [];
   for (const group of plan.groups) {

@@ -160,8 +160,18 @@ function forcedSource(n: Node): BufferSource | undefined {
   return undefined;
 }
 
+export interface PlanOptions {
+  /**
+   * Most buffers one kernel may read. When a node's inlined subtree would read more, its inlined
+   * operand reading the most buffers is materialised instead, until it fits (or every operand is
+   * already a buffer). WebGPU guarantees only 8 storage buffers per shader stage, one of them the
+   * output, and gpu.js requests no more; unbounded by default.
+   */
+  readonly maxReads?: number;
+}
+
 /** Groups the live nodes of `graph` (those `wanted` depends on) into kernels. */
-export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outputs): KernelPlan {
+export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: PlanOptions = {}): KernelPlan {
   const live = liveNodes(graph, wanted);
   const uses = new Map<NodeId, Array<{ consumer: NodeId; kind: UseKind }>>();
   for (const n of graph.nodes) {
@@ -206,9 +216,30 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
   const cost = new Map<NodeId, number>();
   const size = new Map<NodeId, number>();
   const indexCost = new Map<NodeId, number>();
+  // Buffers each inlined node's subtree reads (kept only under a maxReads bound).
+  const reads = new Map<NodeId, ReadonlySet<NodeId>>();
+  const readsOf = (o: NodeId): ReadonlySet<NodeId> => (buffers.has(o) ? new Set([o]) : (reads.get(o) ?? new Set()));
+  const materialiseAsKernel = (id: NodeId) => {
+    buffers.set(id, 'kernel');
+    cost.set(id, 0);
+    size.set(id, 0);
+    indexCost.set(id, 0);
+  };
 
   for (const n of graph.nodes) {
     if (!live.has(n.id)) continue;
+    if (options.maxReads !== undefined) {
+      const union = () => new Set(operands(n).flatMap((o) => [...readsOf(o)]));
+      let r = union();
+      while (r.size > options.maxReads) {
+        const inlined = operands(n).filter((o) => !buffers.has(o));
+        if (inlined.length === 0) break;
+        // The widest operand reads >= 1 buffer; its own buffer replaces them, so no other consumer reads more.
+        materialiseAsKernel(inlined.reduce((a, b) => (readsOf(b).size > readsOf(a).size ? b : a)));
+        r = union();
+      }
+      reads.set(n.id, r);
+    }
     let c = ownCost(graph, n);
     let s = 1;
     let ic = ownIndexCost(n);
