@@ -99,6 +99,29 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     });
 
   program
+    .command('import')
+    .description('an HF transformers ReformerModelWithLMHead directory (config.json + model.safetensors) as a new run directory')
+    .argument('<hf-dir>', 'HF model directory (pytorch_model.bin pickles are refused: convert to safetensors)')
+    .requiredOption('--out <dir>', 'new run directory (must not exist or be empty)')
+    .option('--data <path>', "data the run evaluates/trains on (default: 'brown' for vocabulary 258, 'duplication' for 128)")
+    .option('--seed <n>', 'random seed of the run', seed, 0)
+    .action(async (hfDir: string, opts) => {
+      const { importCommand } = await import('./commands/import.ts');
+      await importCommand(hfDir, opts);
+    });
+
+  program
+    .command('export')
+    .description('a checkpoint as another framework\'s format: --format hf writes HF transformers config.json + model.safetensors')
+    .requiredOption('--checkpoint <dir>', 'run directory or checkpoint directory')
+    .requiredOption('--format <name>', "output format: 'hf'")
+    .requiredOption('--out <dir>', 'new output directory (must not exist or be empty)')
+    .action(async (opts) => {
+      const { exportCommand } = await import('./commands/export.ts');
+      await exportCommand(opts);
+    });
+
+  program
     .command('plot')
     .description('plot loss and bits-per-character curves of a run log')
     .argument('<log>', 'run log (run-log.jsonl) or run directory')

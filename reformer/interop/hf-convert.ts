@@ -3,13 +3,15 @@
  * checkpoints to our run directories and back. Everything is read and checked before anything is
  * written; outputs appear atomically (a temp directory renamed into place) or not at all.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { flattenParams, InitKey, spec } from '../../dsl/layer.ts';
 import { defaultRunConfig, validateRunConfig, type ModelConfig, type RunConfig, type TrainConfig } from '../config.ts';
 import { buildModel } from '../model.ts';
 import { loadRun, RunDirectory } from '../train/run-dir.ts';
 import { makeOptimizer } from '../train/trainer.ts';
+import { openDataSource, type DataIdentity } from '../train/data-source.ts';
+import { packageVersion, writeRunManifest } from '../train/run-manifest.ts';
 import { fromHfConfig, toHfConfig } from './hf-config.ts';
 import { assertFreshOutput, readHfCheckpoint, writeDirectoryAtomic, writeHfCheckpoint } from './hf-files.ts';
 import { fromHfTensors, toHfTensors } from './hf-mapping.ts';
@@ -19,6 +21,11 @@ export interface ImportOptions {
   readonly train?: TrainConfig;
   /** The run's seed (dropout, LSH rotations, data order when training continues). */
   readonly seed?: number;
+  /**
+   * The data the run will evaluate and train on (a `--data` spec). Default: 'brown' for a byte-level
+   * vocabulary (258), 'duplication' for 128; otherwise none, and the run has no manifest.
+   */
+  readonly data?: string;
 }
 
 export interface ImportResult {
@@ -26,6 +33,15 @@ export interface ImportResult {
   /** The checkpoint directory written (step 0). */
   readonly checkpointDir: string;
   readonly tensors: number;
+  /** The data recorded in the run manifest; undefined when no data source fits the vocabulary (no manifest written). */
+  readonly data?: DataIdentity;
+}
+
+/** The default data for a vocabulary, as `reformer train` would use it. */
+function defaultDataSpec(vocabSize: number): string | undefined {
+  if (vocabSize === 258) return 'brown';
+  if (vocabSize === 128) return 'duplication';
+  return undefined;
 }
 
 /** Our model's parameters (names and shapes) for a config, as a fresh initialisation. */
@@ -40,12 +56,26 @@ export async function importHfCheckpoint(hfDir: string, runDir: string, options:
   const model = fromHfConfig(hf.config, join(hfDir, 'config.json'));
   const config = validateRunConfig({ model, train: options.train ?? defaultRunConfig.train });
   const params = fromHfTensors(model, hf.tensors, expectedParams(model), hf.source);
+  const spec = options.data ?? defaultDataSpec(model.vocabSize);
+  const data = spec === undefined ? undefined : (await openDataSource(spec, model)).identity;
+  const seed = options.seed ?? 0;
   let written = '';
   await writeDirectoryAtomic(runDir, async (tmp) => {
-    const run = new RunDirectory(tmp);
-    written = await run.save({ step: 0, params, optimizer: makeOptimizer(config, params) }, { config, seed: options.seed ?? 0 });
+    // The run directory's own writers: its manifest (run.json) and a step-0 checkpoint.
+    if (data !== undefined) {
+      await writeRunManifest(tmp, {
+        config,
+        seed,
+        data,
+        backend: { requested: 'auto', resolved: 'none yet (imported from an HF checkpoint)' },
+        packageVersion: packageVersion(),
+        createdAt: new Date().toISOString(),
+      });
+    }
+    const run = new RunDirectory(tmp, data !== undefined ? { data } : {});
+    written = await run.save({ step: 0, params, optimizer: makeOptimizer(config, params) }, { config, seed });
   });
-  return { config, checkpointDir: join(runDir, written.slice(written.lastIndexOf('/') + 1)), tensors: hf.tensors.size };
+  return { config, checkpointDir: join(runDir, basename(written)), tensors: hf.tensors.size, ...(data !== undefined ? { data } : {}) };
 }
 
 export interface ExportResult {

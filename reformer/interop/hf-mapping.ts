@@ -49,9 +49,9 @@ export const hfMapping: readonly MappingRow[] = [
   { ours: '5.{i}.1.1.3.b', hf: [`${L}.feed_forward.output.dense.bias`], layout: 'same', kind: 'any' },
   { ours: '7.scale', hf: ['reformer.encoder.layer_norm.weight'], layout: 'same' },
   { ours: '7.bias', hf: ['reformer.encoder.layer_norm.bias'], layout: 'same' },
-  { ours: '8.w', hf: ['lm_head.decoder.weight'], layout: 'transpose' },
   // HF ties lm_head.decoder.bias to lm_head.bias (one parameter, two state-dict names).
   { ours: '8.b', hf: ['lm_head.bias', 'lm_head.decoder.bias'], layout: 'same' },
+  { ours: '8.w', hf: ['lm_head.decoder.weight'], layout: 'transpose' },
 ];
 
 /**
@@ -129,7 +129,10 @@ function fromHf(t: HostTensor, layout: Layout, ourShape: readonly number[]): Hos
   return layout === 'transpose' ? transpose2(t) : f32(t, ourShape);
 }
 
-/** Our parameters → HF state dict (canonical names and tied copies), in HF's order. */
+/**
+ * Our parameters → HF state dict in HF's `state_dict()` order: canonical names in table order,
+ * then the tied copies (where `lm_head.decoder.bias` comes in HF's order).
+ */
 export function toHfTensors(cfg: ModelConfig, params: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   const rows = boundRows(cfg);
@@ -141,9 +144,9 @@ export function toHfTensors(cfg: ModelConfig, params: ReadonlyMap<string, HostTe
     const t = params.get(r.ours);
     if (t === undefined) throw new InteropError(`checkpoint lacks parameter '${r.ours}' (HF '${r.hf[0]}')`);
     if (t.dtype !== 'f32') throw new InteropError(`parameter '${r.ours}' is ${t.dtype}; HF export writes float32`);
-    const hf = toHf(t, r.layout);
-    for (const name of r.hf) out.set(name, hf);
+    out.set(r.hf[0]!, toHf(t, r.layout));
   }
+  for (const r of rows) for (const tied of r.hf.slice(1)) out.set(tied, out.get(r.hf[0]!)!);
   return out;
 }
 
