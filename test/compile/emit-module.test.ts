@@ -1,18 +1,31 @@
 /**
  * The emitted kernel module parses, exports every kernel's exact source under a valid identifier
  * (scratch kernels such as `k1_argsort.rank` included) and a plan listing them in order; the CLI
- * command writes it and prints one kernel on request.
+ * command writes it and prints one kernel on request. The module runs alone: imported in a fresh
+ * process from a folder that holds only it and gpu.js, a ReformerLM forward and train step match
+ * the compiler's own runs on webasm and cpu.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { Node, Project, SyntaxKind } from 'ts-morph';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { compileCommand } from '../../cli/commands/compile.ts';
+import { compileCommand, compileModelGraph } from '../../cli/commands/compile.ts';
 import { compile, type CompiledGraph } from '../../compiler/codegen/compile.ts';
 import { emitKernelModule, kernelIdentifier } from '../../compiler/emit-module.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
+import { normalAt, uniformAt } from '../../compiler/ir/random.ts';
+import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
+import { flattenParams, InitKey, spec } from '../../dsl/layer.ts';
+import { validateRunConfig, defaultRunConfig } from '../../reformer/config.ts';
+import { buildModel } from '../../reformer/model.ts';
+import { objectiveFeeds } from '../../reformer/train/objective.ts';
+import { CompiledRunner } from '../../runtime/compiled-runner.ts';
+import { closeness } from '../support/numeric.ts';
+import { availableBackends } from './support.ts';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -59,6 +72,7 @@ describe('emitted kernel module', () => {
     dirs.push(dir);
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
     try {
+      await expect(compileCommand({ model: 'default', graph: 'logits' })).rejects.toThrow(/give --emit DIR .* or --kernel NAME/);
       await compileCommand({ model: 'default', emit: dir, graph: 'logits' });
       expect(log.mock.calls.map((c) => String(c[0])).join('\n')).toMatch(/wrote .*kernels\.ts/);
       const text = readFileSync(join(dir, 'kernels.ts'), 'utf8');
@@ -73,3 +87,116 @@ describe('emitted kernel module', () => {
     }
   });
 });
+
+/** A tiny ReformerLM with LSH and local attention, dropout (random buffers) and chunked feed-forward. */
+const tiny = validateRunConfig({
+  model: {
+    ...defaultRunConfig.model,
+    vocabSize: 32,
+    seqLen: 16,
+    dModel: 8,
+    dFF: 16,
+    nHeads: 2,
+    dHead: 4,
+    nLayers: 2,
+    attention: ['lsh', 'local'],
+    nHashes: 2,
+    chunkLen: 4,
+    ffChunkLen: 8,
+    axialShape: [4, 4],
+    axialDims: [4, 4],
+    dropout: 0.1,
+    attentionDropout: 0.1,
+  },
+  train: { ...defaultRunConfig.train, batchSize: 2 },
+});
+
+/** The script the fresh process runs: it imports only gpu.js and the emitted modules. */
+const STANDALONE = `
+import { readFileSync, writeFileSync } from 'node:fs';
+import { GPU } from 'gpu.js';
+import * as logits from './logits.ts';
+import * as train from './train.ts';
+
+const raw = JSON.parse(readFileSync('feeds.json', 'utf8'));
+const feeds = Object.fromEntries(Object.entries(raw).map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
+const out = {};
+for (const mode of JSON.parse(readFileSync('backends.json', 'utf8'))) {
+  const gpu = new GPU({ mode });
+  out[mode] = {
+    logits: (await logits.run(gpu, feeds)).map((a) => Array.from(a)),
+    train: (await train.run(gpu, feeds)).map((a) => Array.from(a)),
+  };
+  gpu.destroy();
+}
+const draws = [];
+for (const [seed, salt] of [[0, 0], [7, 458625780], [16777216, 123]]) {
+  for (let i = 0; i < 50; i++) draws.push(logits.randomAt('uniform', seed, salt, i), logits.randomAt('normal', seed, salt, i));
+}
+writeFileSync('out.json', JSON.stringify({ out, draws }));
+process.exit(0);
+`;
+
+describe('the emitted module runs alone', () => {
+  it('a fresh process that imports only the module and gpu.js reproduces the compiler\'s ReformerLM forward and train step (webasm, cpu)', async () => {
+    const backends = await availableBackends();
+    expect(backends.length).toBeGreaterThan(0);
+    const dir = mkdtempSync(join(tmpdir(), 'reformer-standalone-'));
+    dirs.push(dir);
+    const logits = compileModelGraph(tiny, 'logits');
+    const train = compileModelGraph(tiny, 'train');
+    for (const [name, compiled] of [['logits', logits], ['train', train]] as const) {
+      const text = emitKernelModule(compiled, { title: `tiny ReformerLM ${name}` });
+      expect(text).not.toMatch(/^\s*import\s/m);
+      writeFileSync(join(dir, `${name}.ts`), text);
+    }
+    // gpu.js is the only package the folder can resolve
+    mkdirSync(join(dir, 'node_modules'));
+    symlinkSync(resolve('node_modules/gpu.js'), join(dir, 'node_modules', 'gpu.js'), 'dir');
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    writeFileSync(join(dir, 'run.ts'), STANDALONE);
+    writeFileSync(join(dir, 'backends.json'), JSON.stringify(backends));
+
+    // the compiler's own feeds: parameters as compileModelGraph initialises them, a batch, a seed
+    const { batchSize } = tiny.train;
+    const { seqLen, vocabSize } = tiny.model;
+    const params = buildModel(tiny.model).init(new InitKey(0), [spec([batchSize, seqLen], 'i32')]);
+    const byPath = new Map(flattenParams(params) as Array<[string, HostTensor]>);
+    const tokens: HostTensor = { shape: [batchSize, seqLen], dtype: 'i32', data: Int32Array.from({ length: batchSize * seqLen }, (_, i) => (i * 7 + 3) % vocabSize) };
+    const weights: HostTensor = { shape: [batchSize, seqLen], dtype: 'f32', data: new Float32Array(batchSize * seqLen).fill(1) };
+    const feeds = { ...objectiveFeeds(logits.plan.graph, byPath, { tokens }, 5), ...objectiveFeeds(train.plan.graph, byPath, { tokens, weights }, 5) };
+    expect(train.plan.buffers.size).toBeGreaterThan(0);
+    expect([...train.plan.buffers.values()]).toContain('random'); // dropout and LSH rotations
+    writeFileSync(join(dir, 'feeds.json'), JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }]))));
+
+    await promisify(execFile)(resolve('node_modules/.bin/tsx'), ['run.ts'], { cwd: dir, timeout: 240_000 });
+    const { out, draws } = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as { out: Record<string, Record<'logits' | 'train', number[][]>>; draws: number[] };
+
+    // the emitted generator is the compiler's, bit for bit
+    const want: number[] = [];
+    for (const [seed, salt] of [[0, 0], [7, 458625780], [16777216, 123]] as const) {
+      for (let i = 0; i < 50; i++) want.push(uniformAt(seed, salt, i), normalAt(seed, salt, i));
+    }
+    expect(draws).toEqual(want);
+
+    for (const backend of backends) {
+      const runner = await CompiledRunner.create({ backend });
+      try {
+        for (const [name, compiled] of [['logits', logits], ['train', train]] as const) {
+          const ours = await runner.run(compiled.plan.graph, feeds, compiled.plan.wanted);
+          const alone = out[backend]![name];
+          expect(alone.length).toBe(ours.length);
+          ours.forEach((t, i) => {
+            const scale = Math.max(1e-6, ...Array.from(t.data, Math.abs));
+            // float32 tolerance, relative to each output's scale (gradients span decades)
+            const c = closeness(alone[i]!, Array.from(t.data), 1e-4, 1e-4 * scale);
+            expect(c, `${backend} ${name} output ${i}`).toBeLessThanOrEqual(1);
+          });
+        }
+      } finally {
+        runner.destroy();
+      }
+    }
+  });
+});
+
