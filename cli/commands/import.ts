@@ -5,10 +5,11 @@ export interface ImportCommandOptions {
   readonly out: string;
   readonly data?: string;
   readonly seed: number;
+  readonly backend: string;
 }
 
 export async function importCommand(hfDir: string, opts: ImportCommandOptions): Promise<void> {
-  const r = await importHfCheckpoint(hfDir, opts.out, { seed: opts.seed, ...(opts.data !== undefined ? { data: opts.data } : {}) });
+  const r = await importHfCheckpoint(hfDir, opts.out, { seed: opts.seed, backend: opts.backend, ...(opts.data !== undefined ? { data: opts.data } : {}) });
   const m = r.config.model;
   console.log(`imported ${r.tensors} tensors from ${hfDir}`);
   console.log(`model: L=${m.seqLen} d=${m.dModel} dFF=${m.dFF} heads=${m.nHeads}x${m.dHead} layers=${m.nLayers} attention=${m.attention.join('/')} hashes=${m.nHashes} vocab=${m.vocabSize}`);

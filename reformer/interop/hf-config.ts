@@ -139,6 +139,10 @@ export function fromHfConfig(raw: unknown, source: string): ModelConfig {
   if (c.max_position_embeddings !== seqLen) {
     fail('max_position_embeddings', c.max_position_embeddings, `must equal the product of axial_pos_shape ${show(shape)} (${seqLen}): our sequence length is fixed by it`);
   }
+  const ffChunk = c.chunk_size_feed_forward;
+  if (typeof ffChunk !== 'number' || !Number.isInteger(ffChunk) || ffChunk < 0 || (ffChunk > 0 && seqLen % ffChunk !== 0)) {
+    fail('chunk_size_feed_forward', ffChunk, `must be 0 or a divisor of the sequence length ${seqLen} (our ffChunkLen chunks the same way, along the sequence)`);
+  }
   const chunkLen = usesLsh ? lshChunk : localChunk;
   const nBucketsDefault = usesLsh && typeof chunkLen === 'number' && chunkLen > 0 ? hfDefaultBuckets(seqLen, chunkLen, c.max_position_embeddings as number) : undefined;
   let nBuckets = c.num_buckets ?? nBucketsDefault;

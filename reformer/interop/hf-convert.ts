@@ -26,6 +26,8 @@ export interface ImportOptions {
    * vocabulary (258), 'duplication' for 128; otherwise none, and the run has no manifest.
    */
   readonly data?: string;
+  /** The `--backend` the run records for `train --resume` (default 'auto'). */
+  readonly backend?: string;
 }
 
 export interface ImportResult {
@@ -67,7 +69,7 @@ export async function importHfCheckpoint(hfDir: string, runDir: string, options:
         config,
         seed,
         data,
-        backend: { requested: 'auto', resolved: 'none yet (imported from an HF checkpoint)' },
+        backend: { requested: options.backend ?? 'auto', resolved: 'none yet (imported from an HF checkpoint)' },
         packageVersion: packageVersion(),
         createdAt: new Date().toISOString(),
       });
