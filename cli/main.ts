@@ -146,7 +146,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   program
     .command('verify')
     .description("check a model's reversible stack with fast-check: inverse and reconstructing backward")
-    .argument('<model>', "'default', a run directory, or a config JSON file")
+    .argument('<model>', "'default', a run directory, a config JSON file, or a model module (.ts: exports model, inputs; see docs/cli.md)")
     .option('--runs <n>', 'random cases', int('--runs'), 5)
     .option('--seed <n>', 'fast-check seed', int('--seed'))
     .option('--batch <n>', 'batch size of the random inputs', int('--batch'), 1)
@@ -159,11 +159,11 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
   program
     .command('compile')
     .description('compile a model graph to gpu.js kernels and write them as a readable TypeScript module')
-    .argument('<model>', "'default' or a run config JSON file")
-    .option('--emit <dir>', 'directory for kernels.ts', 'generated')
-    .option('--graph <which>', "'train' (loss and gradients) or 'logits'", 'train')
+    .argument('<model>', "'default', a run config JSON file, or a model module (.ts: exports model, inputs; see docs/cli.md)")
+    .option('--emit <dir>', 'directory for kernels.ts (required unless --kernel)')
+    .option('--graph <which>', "stock models: 'train' (loss and gradients, default) or 'logits'; model modules: 'forward' (default) or 'train'")
     .option('--kernel <name>', "print one kernel's source")
-    .action(async (model: string, opts: { emit: string; graph: 'train' | 'logits'; kernel?: string }) => {
+    .action(async (model: string, opts: { emit?: string; graph?: 'train' | 'logits' | 'forward'; kernel?: string }) => {
       const { compileCommand } = await import('./commands/compile.ts');
       await compileCommand({ model, ...opts });
     });
