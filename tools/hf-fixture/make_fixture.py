@@ -262,17 +262,29 @@ def check(export_dir, ours_path, report_path):
     ours, _ = read_safetensors(ours_path)
     n_lsh = config.attn_layers.count("lsh")
     rotations = [ours[f"rotations.{i}"].float() for i in range(n_lsh)]
-    results = {}
+    want = ours["logits"].double()
+    scale = float(want.abs().max())
+    hf = {}
     for label, dtype in (("float64", torch.float64), ("float32", torch.float32)):
         m = model.to(dtype).eval()
         with InjectedRotations(rotations), torch.no_grad():
-            logits = m(input_ids=ours["hf_input_ids"].long()).logits
-        want = ours["logits"].double()
-        diff = (logits.double() - want).abs()
-        results[label] = {
-            "logits_max_abs": float(diff.max()),
-            "logits_max_rel": float((diff / want.abs().clamp_min(1e-6)).max()),
-        }
+            hf[label] = m(input_ids=ours["hf_input_ids"].long()).logits.double()
+    # Why HF's float32 run is off: its self mask replaces q·k by -1e5, and in float32 the
+    # log-normaliser of a query that sees only itself is then rounded to ulp(1e5) = 0.008.
+    # The same run with that constant at -1e3 (ulp 6e-5) shows it.
+    for name, b in model.named_buffers():
+        if name.endswith("self_mask_value_float32"):
+            b.fill_(-1e3)
+    with InjectedRotations(rotations), torch.no_grad():
+        hf["float32_self_mask_1e3"] = model.to(torch.float32).eval()(input_ids=ours["hf_input_ids"].long()).logits.double()
+    # errors relative to the logits' scale (max |logit|), as in test/interop
+    measure = lambda a, b: {"logits_max_abs": float((a - b).abs().max()), "logits_rel": float((a - b).abs().max()) / scale}
+    results = {
+        "float64": measure(hf["float64"], want),
+        "float32": measure(hf["float32"], want),
+        "hf_float32_vs_hf_float64": measure(hf["float32"], hf["float64"]),
+        "hf_float32_with_self_mask_-1e3_vs_ours": measure(hf["float32_self_mask_1e3"], want),
+    }
     report = {
         "export_dir_files": sorted(os.listdir(export_dir)),
         "safetensors_metadata": meta,
@@ -281,7 +293,13 @@ def check(export_dir, ours_path, report_path):
         "unexpected_keys": info["unexpected_keys"],
         "error_msgs": info["error_msgs"],
         "hf_vs_ours": results,
-        "ok": not missing and not info["unexpected_keys"] and not info["error_msgs"] and results["float64"]["logits_max_rel"] < 1e-9 and results["float32"]["logits_max_rel"] < 1e-4,
+        # float32: HF's own float32 run is limited by its self-mask (-1e5 in float32, see docs/interop.md),
+        # so it is reported, and checked only to be no further from ours than from HF's own float64 run.
+        "ok": not missing
+        and not info["unexpected_keys"]
+        and not info["error_msgs"]
+        and results["float64"]["logits_rel"] < 1e-9
+        and results["float32"]["logits_max_abs"] <= 1.01 * results["hf_float32_vs_hf_float64"]["logits_max_abs"] + 1e-5,
     }
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
