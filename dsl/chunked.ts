@@ -14,7 +14,7 @@
  */
 import { OptionError, ShapeError, type Tensor } from '../compiler/ir/graph.ts';
 import * as ops from './ops.ts';
-import { applyLayer, positiveInt, type ApplyContext, type Layer, type SymbolicParams } from './layer.ts';
+import { applyLayer, initInPath, positiveInt, type ApplyContext, type Layer, type SymbolicParams } from './layer.ts';
 
 export interface ChunkOptions {
   /** The axis to split (negative counts from the end). */
@@ -83,7 +83,8 @@ export function Chunked(layer: Layer, options: ChunkOptions): ChunkedLayer {
       const x = inputs[0]!;
       const { axis } = resolveChunking('Chunked', x.shape, options.axis, options.size);
       // Parameters depend on the chunk's shape only through its position-wise axes.
-      return layer.init(key, [{ shape: x.shape.map((d, i) => (i === axis ? options.size : d)), dtype: x.dtype }]);
+      // (initialised at chunk 0's path, where tracing reports errors first)
+      return initInPath(chunkScope(0), () => layer.init(key, [{ shape: x.shape.map((d, i) => (i === axis ? options.size : d)), dtype: x.dtype }]));
     },
     apply(params, [x], ctx) {
       const scope = x!.graph.scope ? `${x!.graph.scope}.Chunked` : 'Chunked';

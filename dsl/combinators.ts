@@ -10,7 +10,9 @@ import type { Shape } from '../compiler/ir/types.ts';
 import * as ops from './ops.ts';
 import {
   applyLayer,
+  checkArity,
   childParams,
+  initInPath,
   noParams,
   outputSpecs,
   type TensorSpec,
@@ -26,18 +28,8 @@ function withChildScope<T>(inputs: readonly Tensor[], name: string, i: number, f
   return g === undefined ? fn() : g.withScope(`${name}[${i}]`, fn);
 }
 
-/**
- * Runs a child's `init` (which traces it on a scratch graph to find output shapes) so that a shape
- * error raised there names the child's full layer path, as the same error would when tracing.
- */
-function initInChildPath<T>(name: string, i: number, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (!(e instanceof ops.ShapeError)) throw e;
-    throw new ops.ShapeError(e.scope ? `${name}[${i}].${e.scope}` : `${name}[${i}]`, e.detail);
-  }
-}
+/** A child's `init` as if at `Name[i]` on the layer path (see `initInPath`). */
+const initInChildPath = <T>(name: string, i: number, fn: () => T): T => initInPath(`${name}[${i}]`, fn);
 
 /** Stack arity of running `layers` in sequence: how deep it reads, and how it changes the stack. */
 function serialArity(layers: readonly Layer[]): { nIn: number; nOut: number } {
@@ -60,6 +52,7 @@ export function Serial(...layers: Layer[]): Layer {
     nOut,
     children: layers,
     init(key: InitKey, inputs: readonly TensorSpec[]): Params {
+      checkArity({ name, nIn }, inputs.length);
       let stack = [...inputs];
       return layers.map((layer, i) =>
         initInChildPath(name, i, () => {
@@ -92,7 +85,10 @@ export function Branch(...layers: Layer[]): Layer {
     nIn,
     nOut,
     children: layers,
-    init: (key, inputs) => layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(0, l.nIn)))),
+    init(key, inputs) {
+      checkArity({ name, nIn }, inputs.length);
+      return layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(0, l.nIn))));
+    },
     apply(params, inputs, ctx) {
       return layers.flatMap((l, i) =>
         withChildScope(inputs, name, i, () => applyLayer(l, childParams(params, i, name), inputs.slice(0, l.nIn), ctx)),
@@ -112,8 +108,10 @@ export function Parallel(...layers: Layer[]): Layer {
     nIn,
     nOut,
     children: layers,
-    init: (key, inputs) =>
-      layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(starts[i], starts[i]! + l.nIn)))),
+    init(key, inputs) {
+      checkArity({ name, nIn }, inputs.length);
+      return layers.map((l, i) => initInChildPath(name, i, () => l.init(key.split(i), inputs.slice(starts[i], starts[i]! + l.nIn))));
+    },
     apply(params, inputs, ctx) {
       return layers.flatMap((l, i) =>
         withChildScope(inputs, name, i, () =>
@@ -136,7 +134,10 @@ export function Residual(...layers: Layer[]): Layer {
     nIn: 1,
     nOut: 1,
     children: [body],
-    init: (key, inputs) => [initInChildPath(name, 0, () => body.init(key.split(0), inputs.slice(0, 1)))],
+    init(key, inputs) {
+      checkArity({ name, nIn: 1 }, inputs.length);
+      return [initInChildPath(name, 0, () => body.init(key.split(0), inputs.slice(0, 1)))];
+    },
     apply(params, inputs, ctx) {
       const x = inputs[0]!;
       const [y] = withChildScope(inputs, name, 0, () => applyLayer(body, childParams(params, 0, name), [x], ctx));
@@ -164,7 +165,10 @@ export function Recompute(...layers: Layer[]): Layer {
     nIn: body.nIn,
     nOut: body.nOut,
     children: [body],
-    init: (key, inputs) => [initInChildPath(name, 0, () => body.init(key.split(0), inputs))],
+    init(key, inputs) {
+      checkArity({ name, nIn: body.nIn }, inputs.length);
+      return [initInChildPath(name, 0, () => body.init(key.split(0), inputs))];
+    },
     apply(params, inputs, ctx) {
       const run = () => withChildScope(inputs, name, 0, () => applyLayer(body, childParams(params, 0, name), inputs, ctx));
       const g = inputs[0]?.graph;

@@ -4,7 +4,7 @@
  * (to build IR) and initialised many times. Layers work on a data stack, as in trax: a layer takes
  * `nIn` tensors from the top and pushes `nOut`.
  */
-import { Graph, OptionError, Tensor } from '../compiler/ir/graph.ts';
+import { Graph, OptionError, ShapeError, Tensor } from '../compiler/ir/graph.ts';
 import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { normalAt, saltOf, uniformAt } from '../compiler/ir/random.ts';
 import type { DType, Shape } from '../compiler/ir/types.ts';
@@ -125,15 +125,42 @@ export function mapParams<T, U>(tree: ParamTree<T>, fn: (leaf: T, path: string) 
   return out;
 }
 
+/** A layer given the wrong number of inputs, or returning the wrong number of outputs; `scope` is its layer path. */
+export class ArityError extends ShapeError {
+  override name = 'ArityError';
+}
+
+/** The layer path of `name` under `scope` (`Serial[1].Dense`). */
+export const layerPath = (scope: string, name: string): string => (scope ? `${scope}.${name}` : name);
+
+/** Throws an ArityError naming the layer's path when it is given `count` inputs instead of `nIn`. */
+export function checkArity(layer: Pick<Layer, 'name' | 'nIn'>, count: number, scope = ''): void {
+  if (count !== layer.nIn) throw new ArityError(layerPath(scope, layer.name), `expects ${layer.nIn} input(s), got ${count}`);
+}
+
+/**
+ * Runs an `init` step as if at `path` (`Serial[2]`, `ReversibleStack[1]`, `Reversible[0]`,
+ * `Chunked[0]`): a ShapeError (ArityError included) raised inside gets `path` prefixed to its layer
+ * path, so init names the same path as tracing the model does.
+ */
+export function initInPath<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    const scope = e.scope ? `${path}.${e.scope}` : path;
+    throw e instanceof ArityError ? new ArityError(scope, e.detail) : new ShapeError(scope, e.detail);
+  }
+}
+
 /** Applies `layer`, pushing its name on the layer path when it is a leaf (combinators push `Name[i]` per child). */
 export function applyLayer(layer: Layer, params: SymbolicParams, inputs: readonly Tensor[], ctx: ApplyContext): Tensor[] {
-  if (inputs.length !== layer.nIn) {
-    throw new Error(`${layer.name}: expects ${layer.nIn} input(s), got ${inputs.length}`);
-  }
   const g = inputs[0]?.graph;
+  const path = layerPath(g?.scope ?? '', layer.name);
+  checkArity(layer, inputs.length, g?.scope ?? '');
   const run = () => {
     const out = layer.apply(params, inputs, ctx);
-    if (out.length !== layer.nOut) throw new Error(`${layer.name}: declared ${layer.nOut} output(s), returned ${out.length}`);
+    if (out.length !== layer.nOut) throw new ArityError(path, `declared ${layer.nOut} output(s), returned ${out.length}`);
     return out;
   };
   if (g === undefined || layer.children !== undefined) return run();

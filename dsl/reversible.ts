@@ -14,6 +14,7 @@ import type { Shape } from '../compiler/ir/types.ts';
 import {
   applyLayer,
   childParams,
+  initInPath,
   outputSpecs,
   type ApplyContext,
   type InitKey,
@@ -105,11 +106,12 @@ export function Reversible(f: Layer, g: Layer): ReversibleBlock {
     init(key: InitKey, inputs: readonly TensorSpec[]): Params {
       const [x1, x2] = inputs as [TensorSpec, TensorSpec];
       checkStreams('Reversible', x1, x2);
-      const fp = f.init(key.split(0), [x2]);
-      const [fo] = outputSpecs(f, fp, [x2]);
+      // F and G initialise at their trace paths, Reversible[0] and Reversible[1]
+      const fp = initInPath(residualScope(0), () => f.init(key.split(0), [x2]));
+      const [fo] = initInPath(residualScope(0), () => outputSpecs(f, fp, [x2]));
       checkKeepsShape('Reversible', 'F', f, x2.shape, fo!.shape);
-      const gp = g.init(key.split(1), [x1]);
-      const [go] = outputSpecs(g, gp, [x1]);
+      const gp = initInPath(residualScope(1), () => g.init(key.split(1), [x1]));
+      const [go] = initInPath(residualScope(1), () => outputSpecs(g, gp, [x1]));
       checkKeepsShape('Reversible', 'G', g, x1.shape, go!.shape);
       return [fp, gp];
     },
@@ -134,7 +136,7 @@ export function ReversibleStack(blocks: readonly ReversibleBlock[]): ReversibleS
     nOut: 2,
     blocks,
     children: blocks,
-    init: (key, inputs) => blocks.map((b, i) => b.init(key.split(i), inputs)),
+    init: (key, inputs) => blocks.map((b, i) => initInPath(blockScope(i), () => b.init(key.split(i), inputs))),
     apply(params, inputs, ctx) {
       let stack: Tensor[] = [inputs[0]!, inputs[1]!];
       const graph = inputs[0]!.graph;
