@@ -21,6 +21,7 @@ export const loaders: Record<string, () => Promise<Suite>> = {
   kernels: async () => (await import('./kernels.ts')).kernelsSuite,
   memory: async () => (await import('./memory.ts')).memorySuite,
   attention: async () => (await import('./attention.ts')).attentionSuite,
+  browser: async () => (await import('./browser.ts')).browserSuite,
 };
 
 /** Adds a suite at runtime (for suites defined outside this file). */
