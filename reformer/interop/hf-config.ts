@@ -60,7 +60,7 @@ export const hfIgnoredFields: readonly string[] = [
 ];
 
 /** Fields that must hold one value (ours) to be importable: field → [value, why]. */
-const hfFixedFields: Readonly<Record<string, readonly [unknown, string]>> = {
+export const hfFixedFields: Readonly<Record<string, readonly [unknown, string]>> = {
   is_decoder: [true, 'our ReformerLM is causal; an encoder-only (is_decoder false) Reformer has no counterpart here'],
   axial_pos_embds: [true, 'our ReformerLM has axial positional embeddings only'],
   hash_seed: [null, 'our rotations come from the run seed (or are supplied per LSH layer), not a fixed torch seed'],
@@ -82,7 +82,7 @@ const activationToOurs: Readonly<Record<string, ModelConfig['ffActivation']>> = 
 const activationToHf: Readonly<Record<ModelConfig['ffActivation'], string>> = { relu: 'relu', gelu: 'gelu_new' };
 
 /** The fields mapped to ours (see `fromHfConfig`). */
-const hfMappedFields = [
+export const hfMappedFields: readonly string[] = [
   'vocab_size', 'hidden_size', 'feed_forward_size', 'num_attention_heads', 'attention_head_size', 'attn_layers', 'num_hidden_layers',
   'num_hashes', 'num_buckets', 'lsh_attn_chunk_length', 'local_attn_chunk_length', 'chunk_size_feed_forward', 'hidden_act',
   'layer_norm_eps', 'max_position_embeddings', 'axial_pos_shape', 'axial_pos_embds_dim', 'hidden_dropout_prob',
