@@ -8,8 +8,8 @@
  * with compiler/ir/random.ts (bit-identical to the reference evaluator), outputs are read back.
  */
 import { GPU } from 'gpu.js';
-import { compile, FLOAT32_EXACT_INT, type CompiledGraph } from '../compiler/codegen/compile.ts';
-import type { BufferKey } from '../compiler/codegen/kernels.ts';
+import { compile, FLOAT32_EXACT_INT, type CompiledGraph, type MatmulStrategy } from '../compiler/codegen/compile.ts';
+import type { BufferKey, KernelSource } from '../compiler/codegen/kernels.ts';
 import { flattenResult } from '../compiler/codegen/templates/kernel-source.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
@@ -20,7 +20,11 @@ import { assertRanOn, maxKernelReads, openBackend, type Backend, type BackendNam
 import { planMemory, type MemoryPlan } from './memory-plan.ts';
 import type { Feeds, GraphRunner } from './runner.ts';
 
-export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel';
+/**
+ * `segmented`: the graph has register-tiled matmul products (`Array(4)` kernels), which gpu.js's
+ * fused pipeline cannot chain, so it ran as pipelines between those kernels (`stats.segments`).
+ */
+export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel' | 'segmented';
 
 export interface RunnerStats {
   readonly backend: string;
@@ -30,6 +34,8 @@ export interface RunnerStats {
   readonly pipelineFallback?: string;
   readonly compiledGraphs: number;
   readonly kernels: number;
+  /** How the last run's kernels were split: pipelines and standalone (`Array(4)`) kernels. */
+  readonly segments: { readonly pipelines: number; readonly standalone: number };
   /** Memory plan of the last run's graph. */
   readonly buffers: number;
   readonly bufferBytes: number;
@@ -53,6 +59,12 @@ export interface CompiledRunnerOptions {
    * elements (`'auto'`, the default). For testing the wide code path at small sizes.
    */
   readonly indices?: 'auto' | 'wide';
+  /**
+   * Matmul groups on webasm: register-tiled through packed panels from PACKED_MATMUL_MIN_MACS
+   * multiply-adds on (`'auto'`, the default), always (`'packed'`, for tests), or one dot product
+   * per thread (`'dot'`). Other backends always use `'dot'`.
+   */
+  readonly matmul?: MatmulStrategy;
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -64,18 +76,30 @@ interface PipelineFn {
   destroy?: () => void;
 }
 
+/**
+ * A run of kernels [first, last] executed as one gpu.js pipeline, or one standalone kernel (an
+ * `Array(4)` product, which a fused pipeline cannot hand to another step).
+ */
+interface Segment {
+  readonly first: number;
+  readonly last: number;
+  readonly standalone: boolean;
+  /** Buffers the segment reads that earlier segments or the host made, in pipeline-argument order. */
+  readonly hostArgs: readonly BufferKey[];
+  /** Buffers the segment writes that later segments read or the caller wants, in pipeline-result order. */
+  readonly outputs: readonly BufferKey[];
+  pipeline?: PipelineFn;
+  /** Why this segment runs kernel by kernel instead of as a pipeline. */
+  fallback?: string;
+  checked: boolean;
+}
+
 interface Executable {
   readonly compiled: CompiledGraph;
   readonly memory: MemoryPlan;
   readonly kernels: readonly KernelFn[];
-  /** Host buffers the kernels read, in pipeline-argument order. */
-  readonly hostArgs: readonly BufferKey[];
-  /** Distinct kernel-written buffers among the wanted outputs, in pipeline-result order. */
-  readonly kernelOutputs: readonly BufferKey[];
+  readonly segments: readonly Segment[];
   readonly constants: ReadonlyMap<BufferKey, Float32Array>;
-  pipeline?: PipelineFn;
-  pipelineFallback?: string;
-  checked: boolean;
 }
 
 function toFloat32(t: HostTensor, name: string): Float32Array {
@@ -105,26 +129,33 @@ export class CompiledRunner implements GraphRunner {
     private readonly usePipeline: boolean,
     private readonly onKernel?: (name: string, ms: number) => void,
     private readonly wide = false,
+    private readonly matmul: MatmulStrategy = 'auto',
   ) {}
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
     const backend = await openBackend(options.backend ?? 'auto');
-    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide');
+    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto');
   }
 
   get description(): string {
     const executor = this.last?.executor;
-    return `gpu.js ${this.backend.name}${executor ? ` (${executor})` : ''}${this.wide ? ' [wide indices]' : ''}`;
+    const tags = [this.wide ? ' [wide indices]' : '', this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : ''].join('');
+    return `gpu.js ${this.backend.name}${executor ? ` (${executor})` : ''}${tags}`;
   }
 
   get stats(): RunnerStats {
     const exe = this.last?.exe;
+    const fallback = exe?.segments.find((s) => s.fallback !== undefined)?.fallback;
     return {
       backend: this.backend.name,
       executor: this.last?.executor ?? 'none',
-      ...(exe?.pipelineFallback ? { pipelineFallback: exe.pipelineFallback } : {}),
+      ...(fallback ? { pipelineFallback: fallback } : {}),
       compiledGraphs: this.compiledCount,
       kernels: exe?.kernels.length ?? 0,
+      segments: {
+        pipelines: exe?.segments.filter((s) => !s.standalone).length ?? 0,
+        standalone: exe?.segments.filter((s) => s.standalone).length ?? 0,
+      },
       buffers: exe?.memory.slots.length ?? 0,
       bufferBytes: exe?.memory.slotBytes ?? 0,
       hostBytes: exe?.memory.hostBytes ?? 0,
@@ -148,55 +179,74 @@ export class CompiledRunner implements GraphRunner {
     const hit = perGraph.get(key);
     if (hit !== undefined) return hit;
     // 2-D matmul launches chain as flat buffers only in the webasm pipeline
-    const compiled = compile(graph, wanted, { grid: this.backend.name === 'webasm', wide: this.wide, maxReads: maxKernelReads(this.backend.name) });
-    const gpu = this.backend.gpu;
-    const kernels = compiled.kernels.map(
-      (k) =>
-        gpu.createKernel(k.source, {
-          output: [...k.dims],
-          asyncMode: true,
-          loopMaxIterations: Math.max(1000, k.loopMax + 1),
-          tactic: 'precision',
-        } as Parameters<GPU['createKernel']>[1]) as unknown as KernelFn,
-    );
-    const produced = new Set(compiled.kernels.map((k) => k.output));
-    const hostArgs = [...new Set(compiled.kernels.flatMap((k) => k.params.filter((p) => !produced.has(p))))];
-    const kernelOutputs = [...new Set(compiled.plan.wanted.map((id) => `%${id}`).filter((k) => produced.has(k)))];
+    const webasm = this.backend.name === 'webasm';
+    const maxReads = maxKernelReads(this.backend.name);
+    const compiled = compile(graph, wanted, {
+      grid: webasm,
+      wide: this.wide,
+      matmul: webasm ? this.matmul : 'dot',
+      ...(maxReads === undefined ? {} : { maxReads }),
+    });
+    const kernels = compiled.kernels.map((k) => this.createKernel(k));
     const constants = new Map<BufferKey, Float32Array>();
     for (const [id, source] of compiled.plan.buffers) {
       const n = graph.node(id);
       if (source === 'constant' && n.op === 'const') constants.set(`%${id}`, Float32Array.from(n.values));
     }
-    const exe: Executable = { compiled, memory: planMemory(compiled), kernels, hostArgs, kernelOutputs, constants, checked: false };
-    if (this.usePipeline && kernels.length > 0) this.buildPipeline(exe);
-    else if (this.usePipeline) exe.pipelineFallback = 'no kernels to run';
+    const segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
+    const exe: Executable = { compiled, memory: planMemory(compiled), kernels, segments, constants };
+    for (const seg of segments) {
+      if (seg.standalone) continue;
+      if (seg.last < seg.first) seg.fallback = 'no kernels to run';
+      else this.buildPipeline(exe, seg);
+    }
     perGraph.set(key, exe);
     this.compiledCount++;
     return exe;
   }
 
-  private buildPipeline(exe: Executable): void {
-    const { compiled, kernels, hostArgs, kernelOutputs } = exe;
-    const specs = compiled.kernels;
+  private createKernel(k: KernelSource): KernelFn {
+    const settings: Record<string, unknown> = {
+      output: [...k.dims],
+      asyncMode: true,
+      loopMaxIterations: Math.max(1000, k.loopMax + 1),
+      tactic: 'precision',
+    };
+    if (k.components === 1) return this.backend.gpu.createKernel(k.source, settings as Parameters<GPU['createKernel']>[1]) as unknown as KernelFn;
+    const kernel = this.backend.gpu.createKernel(k.source, { ...settings, returnType: `Array(${k.components})` } as Parameters<GPU['createKernel']>[1]) as unknown as KernelFn;
+    // gpu.js shapes an Array(n) result as one subarray per cell; the flat buffer is what we want
+    const flat = (async (...args: unknown[]) => {
+      const inner = kernel.kernel as { _shapeOutput?: (d: Float32Array) => unknown } | undefined;
+      if (inner !== undefined && typeof inner._shapeOutput === 'function') inner._shapeOutput = (d: Float32Array) => d;
+      return kernel(...args);
+    }) as KernelFn;
+    Object.defineProperty(flat, 'kernel', { get: () => kernel.kernel });
+    return flat;
+  }
+
+  private buildPipeline(exe: Executable, seg: Segment): void {
+    const specs = exe.compiled.kernels;
+    const { kernels } = exe;
     // Records the kernel calls once: gpu.js traces this with opaque handles for the arguments.
     const record = (args: unknown[]) => {
       const env = new Map<BufferKey, unknown>();
-      hostArgs.forEach((k, i) => env.set(k, args[i]));
-      specs.forEach((spec, i) => {
+      seg.hostArgs.forEach((k, i) => env.set(k, args[i]));
+      for (let i = seg.first; i <= seg.last; i++) {
+        const spec = specs[i]!;
         env.set(spec.output, kernels[i]!(...spec.params.map((p) => env.get(p))));
-      });
-      return kernelOutputs.map((k) => env.get(k));
+      }
+      return seg.outputs.map((k) => env.get(k));
     };
     // gpu.js reads the orchestration function's declared parameters, so they are spelled out.
-    const names = hostArgs.map((_, i) => `a${i}`).join(', ');
+    const names = seg.hostArgs.map((_, i) => `a${i}`).join(', ');
     const orchestrate = new Function('record', `return function (${names}) { return record([${names}]); };`)(record) as (
       ...a: unknown[]
     ) => unknown;
     try {
       const gpu = this.backend.gpu as unknown as { createPipeline(fn: (...a: unknown[]) => unknown): PipelineFn };
-      exe.pipeline = gpu.createPipeline(orchestrate);
+      seg.pipeline = gpu.createPipeline(orchestrate);
     } catch (e) {
-      exe.pipelineFallback = `gpu.createPipeline failed: ${(e as Error).message}`;
+      seg.fallback = `gpu.createPipeline failed: ${(e as Error).message}`;
     }
   }
 
@@ -228,55 +278,67 @@ export class CompiledRunner implements GraphRunner {
     return out;
   }
 
-  private check(exe: Executable, executor: ExecutorKind): void {
-    if (exe.checked) return;
+  private check(exe: Executable, seg: Segment): void {
+    if (seg.checked) return;
     const want = this.backend.name;
-    if (executor === 'kernel-by-kernel') {
-      exe.kernels.forEach((k, i) => {
+    if (seg.pipeline === undefined) {
+      for (let i = seg.first; i <= seg.last; i++) {
+        const k = exe.kernels[i]!;
         assertRanOn(want, `kernel ${exe.compiled.kernels[i]!.name}`, k.kernel?.constructor.mode, k.kernel?.fallbackReason);
-      });
+      }
     } else {
-      const p = exe.pipeline!;
+      const p = seg.pipeline;
       assertRanOn(want, 'pipeline', p.backend, want === 'webasm' && p.executorKind === 'generic' ? p.fallbackReason : null);
     }
-    exe.checked = true;
+    seg.checked = true;
+  }
+
+  /** Runs one segment's kernels one at a time (`pipeline: false`, a standalone kernel, or a pipeline gpu.js declined). */
+  private async runKernels(exe: Executable, seg: Segment, results: Map<BufferKey, Float32Array>): Promise<void> {
+    const specs = exe.compiled.kernels;
+    for (let i = seg.first; i <= seg.last; i++) {
+      const spec = specs[i]!;
+      const started = this.onKernel === undefined ? 0 : performance.now();
+      const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!));
+      results.set(spec.output, flatOutput(out, spec.size));
+      this.onKernel?.(spec.name, performance.now() - started);
+      for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);
+    }
+  }
+
+  /** Runs a pipeline segment; on its first call a failure is recorded and the segment falls back to kernel by kernel. */
+  private async runPipeline(exe: Executable, seg: Segment, results: Map<BufferKey, Float32Array>): Promise<string> {
+    const pipeline = seg.pipeline!;
+    let outs: Float32Array[];
+    try {
+      outs = await pipeline(...seg.hostArgs.map((k) => results.get(k)!));
+    } catch (e) {
+      if (seg.checked) throw e;
+      seg.fallback = `pipeline failed: ${(e as Error).message}`;
+      pipeline.destroy?.();
+      seg.pipeline = undefined;
+      await this.runKernels(exe, seg, results);
+      return 'kernel-by-kernel';
+    }
+    seg.outputs.forEach((k, i) => results.set(k, flatOutput(outs[i], exe.compiled.buffers.get(k)!.size)));
+    for (let i = seg.first; i <= seg.last; i++) for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);
+    return pipeline.executorKind ?? 'generic';
   }
 
   async run(graph: Graph, feeds: Feeds, wanted: readonly NodeId[] = graph.outputs): Promise<HostTensor[]> {
     const exe = this.executable(graph, wanted);
-    const host = this.hostBuffers(exe, graph, feeds);
-    const results = new Map<BufferKey, Float32Array>(host);
-    let executor: ExecutorKind;
-    let outs: Float32Array[] | undefined;
-    if (exe.pipeline !== undefined && !exe.checked) {
-      // The pipeline is traced and built on its first call; if gpu.js cannot take the plan, say
-      // why (stats.pipelineFallback) and run kernel by kernel from then on.
-      try {
-        outs = await exe.pipeline(...exe.hostArgs.map((k) => host.get(k)!));
-      } catch (e) {
-        exe.pipelineFallback = `pipeline failed: ${(e as Error).message}`;
-        exe.pipeline.destroy?.();
-        exe.pipeline = undefined;
+    const results = this.hostBuffers(exe, graph, feeds);
+    const kinds = new Set<string>();
+    for (const seg of exe.segments) {
+      if (seg.pipeline !== undefined) kinds.add(await this.runPipeline(exe, seg, results));
+      else {
+        await this.runKernels(exe, seg, results);
+        if (!seg.standalone) kinds.add('kernel-by-kernel');
       }
-    } else if (exe.pipeline !== undefined) {
-      outs = await exe.pipeline(...exe.hostArgs.map((k) => host.get(k)!));
+      this.check(exe, seg);
     }
-    if (exe.pipeline !== undefined && outs !== undefined) {
-      exe.kernelOutputs.forEach((k, i) => results.set(k, flatOutput(outs[i], exe.compiled.buffers.get(k)!.size)));
-      executor = (exe.pipeline.executorKind as ExecutorKind | undefined) ?? 'generic';
-    } else {
-      executor = 'kernel-by-kernel';
-      const specs = exe.compiled.kernels;
-      for (let i = 0; i < specs.length; i++) {
-        const spec = specs[i]!;
-        const started = this.onKernel === undefined ? 0 : performance.now();
-        const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!));
-        results.set(spec.output, flatOutput(out, spec.size));
-        this.onKernel?.(spec.name, performance.now() - started);
-        for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);
-      }
-    }
-    this.check(exe, executor);
+    const executor: ExecutorKind =
+      exe.segments.some((s) => s.standalone) && this.usePipeline ? 'segmented' : ((kinds.values().next().value as ExecutorKind | undefined) ?? 'kernel-by-kernel');
     this.runs++;
     this.last = { exe, executor };
     return wanted.map((id) => {
@@ -298,4 +360,31 @@ export class CompiledRunner implements GraphRunner {
 /** A runner for the compiled path; `backend` defaults to the best one that works here. */
 export function createRunner(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
   return CompiledRunner.create(options);
+}
+
+/** Segment [first, last]: what it reads from outside and what it must hand on. */
+function segmentOf(compiled: CompiledGraph, first: number, last: number, standalone: boolean): Segment {
+  const specs = compiled.kernels;
+  const inside = new Set(specs.slice(first, last + 1).map((k) => k.output));
+  const hostArgs = [...new Set(specs.slice(first, last + 1).flatMap((k) => k.params.filter((p) => !inside.has(p))))];
+  const laterReads = new Set(specs.slice(last + 1).flatMap((k) => k.params));
+  for (const id of compiled.plan.wanted) laterReads.add(`%${id}`);
+  const outputs = [...inside].filter((k) => laterReads.has(k));
+  return { first, last, standalone, hostArgs, outputs, checked: false };
+}
+
+/** Pipelines over the runs of ordinary kernels, with each `Array(4)` kernel standalone between them. */
+function splitSegments(compiled: CompiledGraph): Segment[] {
+  const specs = compiled.kernels;
+  if (specs.length === 0) return [segmentOf(compiled, 0, -1, false)];
+  const out: Segment[] = [];
+  let first = 0;
+  specs.forEach((k, i) => {
+    if (k.components === 1) return;
+    if (i > first) out.push(segmentOf(compiled, first, i - 1, false));
+    out.push(segmentOf(compiled, i, i, true));
+    first = i + 1;
+  });
+  if (first < specs.length) out.push(segmentOf(compiled, first, specs.length - 1, false));
+  return out;
 }

@@ -13,8 +13,10 @@ import type { DType, NodeId } from '../ir/types.ts';
 import { formatShape, sizeOf } from '../ir/types.ts';
 import { groupKernels, nodeKey, type BufferKey, type KernelSource } from './kernels.ts';
 import { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
+import type { MatmulStrategy } from './packed-matmul.ts';
 
 export { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
+export { PACKED_MATMUL_MIN_MACS, type MatmulStrategy } from './packed-matmul.ts';
 
 export class CompileError extends Error {
   override name = 'CompileError';
@@ -73,6 +75,12 @@ export interface CompileOptions {
   readonly wide?: boolean;
   /** Most buffers one kernel reads (the planner's `maxReads`; the runtime sets it for webgpu). */
   readonly maxReads?: number;
+  /**
+   * Matmul groups on 2-D launches: one dot product per thread (`'dot'`, the default), register-tiled
+   * through packed panels (`'packed'`, packed-matmul.ts), or packed from PACKED_MATMUL_MIN_MACS
+   * multiply-adds on (`'auto'`). Packed groups add `Array(4)` kernels (`components: 4`).
+   */
+  readonly matmul?: MatmulStrategy;
 }
 
 export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
@@ -81,7 +89,7 @@ export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs,
   const kernels: KernelSource[] = [];
   for (const group of plan.groups) {
     if (sizeOf(graph.node(group.root).shape) === 0) continue; // nothing to compute; the runtime makes an empty array
-    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true, wide: options.wide ?? false }));
+    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true, wide: options.wide ?? false, matmul: options.matmul ?? 'dot' }));
   }
   const buffers = new Map<BufferKey, BufferInfo>();
   for (const id of plan.buffers.keys()) {

@@ -20,6 +20,15 @@ import { stridesOf } from '../ir/host-tensor.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
 import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
+import type { PackedGeometry } from './packed-matmul.ts';
+
+/** A matmul whose value a kernel reads from a packed product buffer (packed-matmul.ts) instead of computing it. */
+export interface PackedProductRead {
+  readonly id: NodeId;
+  /** Parameter name of the product buffer. */
+  readonly param: string;
+  readonly geometry: PackedGeometry;
+}
 
 /** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
 export function floatLiteral(v: number): string {
@@ -63,8 +72,11 @@ export class KernelWriter {
        * being exact). Tests lower it so the i32 paths run at small sizes.
        */
       readonly exactBelow?: number;
+      /** A matmul read from its packed product buffer (the epilogue kernel of a packed group). */
+      readonly product?: PackedProductRead;
     } = {},
   ) {
+    this.product = options.product;
     this.grid = options.grid;
     this.wide = options.wide ?? false;
     this.exactBelow = options.exactBelow ?? FLOAT32_EXACT_INT;
@@ -75,6 +87,7 @@ export class KernelWriter {
   readonly grid?: { readonly index: string; readonly cols: number };
   readonly wide: boolean;
   private readonly exactBelow: number;
+  private readonly product?: PackedProductRead;
 
   /** Index values known to be below 2^24 (exact as float locals): coordinates, small remainders. */
   private readonly small = new Set<string>();
@@ -292,7 +305,9 @@ export class KernelWriter {
     if (hit !== undefined) return hit;
     const n = this.graph.node(id);
     let out: string;
-    if (id !== this.root && this.plan.buffers.has(id)) {
+    if (this.product?.id === id) {
+      out = this.bind(`${this.product.param}[${this.packedProductAt(n, idx)}]`, 'v');
+    } else if (id !== this.root && this.plan.buffers.has(id)) {
       const p = this.params.get(id);
       if (p === undefined) throw new Error(`codegen internal: buffer %${id} is not a parameter of this kernel`);
       out = this.bind(`${p}[${idx}]`, 'v');
@@ -437,6 +452,33 @@ export class KernelWriter {
         return this.matmulAt(n, idx);
     }
     throw new Error(`codegen internal: unhandled op in %${(n as Node).id}`);
+  }
+
+  /**
+   * Index of a matmul's element in its packed product buffer: element (z, i, j) sits at
+   * ((z·quads + ⌊i/4⌋)·nPad + j)·4 + i mod 4. On a 2-D launch over the matmul's own shape the
+   * row part comes from thread.y alone, so it stays lane-uniform and only `+ j·4` varies.
+   */
+  private packedProductAt(n: Node, idx: string): string {
+    const g = this.product!.geometry;
+    const rootShape = this.graph.node(this.root).shape;
+    const onGrid =
+      this.grid !== undefined && idx === this.grid.index && this.grid.cols === g.n && rootShape.length === n.shape.length && rootShape.every((d, i) => d === n.shape[i]);
+    let z: string;
+    let i: string;
+    let j: string;
+    if (onGrid) {
+      z = g.batch > 1 ? this.div('this.thread.y', g.m) : '0';
+      i = g.m === 1 ? '0' : g.batch > 1 ? this.mod('this.thread.y', g.m) : 'this.thread.y';
+      j = g.n === 1 ? '0' : 'this.thread.x';
+    } else {
+      [z, i, j] = this.coords(idx, [g.batch, g.m, g.n]) as [string, string, string];
+    }
+    const q = i === '0' ? '0' : this.div(i, 4);
+    const c = i === '0' ? '0' : this.mod(i, 4);
+    const row = z === '0' ? (q === '0' ? '' : `${q} * ${g.nPad * 4}`) : `(${z} * ${g.quads} + ${q}) * ${g.nPad * 4}`;
+    const uniform = this.bind(row === '' ? c : c === '0' ? row : `${row} + ${c}`, 'i');
+    return this.index(j === '0' ? uniform : uniform === '0' ? `${j} * 4` : `${uniform} + ${j} * 4`);
   }
 
   /**

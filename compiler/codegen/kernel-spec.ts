@@ -22,11 +22,18 @@ export interface KernelSource {
   /** Buffers passed as arguments, in parameter order. */
   readonly params: readonly BufferKey[];
   readonly output: BufferKey;
-  /** Number of output elements. */
+  /** Number of output elements (launch cells × components). */
   readonly size: number;
   /**
-   * gpu.js launch shape, x first; its product is `size` and the output is row-major either way.
-   * `[size]` except for matmul groups, which launch `[cols, rows]` (see `gridFor`).
+   * Values each thread returns: 1, or 4 for a register-tiled matmul product (`Array(4)`, stored
+   * cell-major: component c of cell i at 4i + c). gpu.js's fused webasm pipeline cannot pass an
+   * `Array(4)` result to another step, so the runtime runs these kernels between pipeline segments.
+   */
+  readonly components: 1 | 4;
+  /**
+   * gpu.js launch shape, x first; its product times `components` is `size`, and the output is
+   * row-major either way. `[size]` except for matmul groups, which launch `[cols, rows]` (see
+   * `gridFor`), and packed products (`[cols, rowQuads, batch]`).
    */
   readonly dims: readonly number[];
   /** Largest constant loop bound in the source (gpu.js needs loopMaxIterations above it). */
@@ -54,6 +61,7 @@ export function kernelSource(spec: {
     output: spec.output,
     size: spec.dims.reduce((a, b) => a * b, 1),
     dims: spec.dims,
+    components: 1,
     loopMax: spec.writer.loopMax,
   };
 }

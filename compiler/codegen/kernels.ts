@@ -18,6 +18,7 @@ import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
+import { packedMatmulKernels, usePacked, type MatmulStrategy } from './packed-matmul.ts';
 
 export { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
@@ -56,6 +57,35 @@ function gridFor(plan: KernelPlan, group: KernelGroup): { cols: number; rows: nu
   const cols = shape[shape.length - 1] ?? 1;
   if (shape.length < 2 || cols % 4 !== 0) return undefined;
   return { cols, rows: sizeOf(shape) / cols };
+}
+
+/**
+ * A register-tiled matmul group (packed-matmul.ts): pack A, pack B, the Array(4) product, then
+ * the group's own kernel computing the root (the epilogue) with the product read from its tiled
+ * buffer, launched 2-D when the root's last axis is a multiple of 4.
+ */
+function packedGroup(plan: KernelPlan, group: KernelGroup, mmId: NodeId): KernelSource[] {
+  const packed = packedMatmulKernels(plan, group, mmId);
+  const params = paramsOf(packed.epilogueReads);
+  const shape = plan.graph.node(group.root).shape;
+  const cols = shape[shape.length - 1] ?? 1;
+  const grid = shape.length >= 2 && cols % 4 === 0 ? { cols, rows: sizeOf(shape) / cols } : undefined;
+  const product = { id: mmId, param: packed.product.param, geometry: packed.product.geometry };
+  const index = 'i_flat';
+  const w = new KernelWriter(plan, group.root, params, grid ? { grid: { index, cols }, product } : { product });
+  if (grid) w.stmt(`let ${index} = this.thread.y * ${cols} + this.thread.x;`);
+  const result = w.value(group.root, grid ? index : 'this.thread.x');
+  const reads = [...[...params].map(([id, name]) => [nodeKey(id), name] as const), [packed.product.key, packed.product.param] as const];
+  const epilogue = kernelSource({
+    name: group.name,
+    group: group.name,
+    writer: w,
+    result,
+    reads,
+    output: nodeKey(group.root),
+    dims: grid ? [grid.cols, grid.rows] : [sizeOf(shape)],
+  });
+  return [...packed.kernels, epilogue];
 }
 
 function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }, wide: number): KernelSource {
@@ -120,7 +150,11 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: number): Kernel
   return groupKernel(group, w, params, acc, [inner, sizeOf(root.shape) / inner]);
 }
 
-export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { grid?: boolean; wide?: boolean } = {}): KernelSource[] {
+export function groupKernels(
+  plan: KernelPlan,
+  group: KernelGroup,
+  options: { grid?: boolean; wide?: boolean; matmul?: MatmulStrategy } = {},
+): KernelSource[] {
   const g = plan.graph;
   // 0: float indices; otherwise wide mode, holding index values below this in float locals (a
   // forced wide mode lowers it so tests reach the i32 paths at small sizes)
@@ -193,6 +227,8 @@ export function groupKernels(plan: KernelPlan, group: KernelGroup, options: { gr
       ];
     }
     default: {
+      const packed = options.grid === false ? undefined : usePacked(plan, group, options.matmul ?? 'dot', wide > 0);
+      if (packed !== undefined) return packedGroup(plan, group, packed);
       const grid = options.grid === false ? undefined : gridFor(plan, group);
       if (grid !== undefined) return [matmulGroup(plan, group, grid, wide)];
       return [simple(plan, group, wide, (w) => w.value(group.root, 'this.thread.x'))];

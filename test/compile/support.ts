@@ -43,6 +43,8 @@ export async function openRunners(): Promise<CompiledRunner[]> {
   for (const b of backends) runners.push(await CompiledRunner.create({ backend: b }));
   // the exact-i32 index path (used beyond 2^24 elements), exercised at small sizes
   if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', indices: 'wide' }));
+  // register-tiled matmuls through packed panels (used from PACKED_MATMUL_MIN_MACS on), at small sizes
+  if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', matmul: 'packed' }));
   if (runners.length === 0) throw new Error('no gpu.js backend to test on (webasm and cpu both failed their probes)');
   return runners;
 }
@@ -80,7 +82,10 @@ export async function expectMatchesReference(
   runSourcesOnHost(graph, feeds, wanted, ref, tol);
 }
 
-/** Executes the emitted sources as JavaScript, one call per thread, into NaN-filled outputs. */
+/**
+ * Executes the emitted sources as JavaScript, one call per thread, into NaN-filled outputs: with
+ * one dot product per thread, and with register-tiled (packed, `Array(4)`) matmuls.
+ */
 export function runSourcesOnHost(
   graph: Graph,
   feeds: Record<string, HostTensor>,
@@ -88,7 +93,18 @@ export function runSourcesOnHost(
   ref: readonly HostTensor[],
   tol: { rtol?: number; atol?: number } = {},
 ): void {
-  const c = compile(graph, wanted);
+  for (const matmul of ['dot', 'packed'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, matmul);
+}
+
+function runCompiledOnHost(
+  graph: Graph,
+  feeds: Record<string, HostTensor>,
+  wanted: readonly NodeId[],
+  ref: readonly HostTensor[],
+  tol: { rtol?: number; atol?: number },
+  matmul: 'dot' | 'packed',
+): void {
+  const c = compile(graph, wanted, { matmul });
   const bufs = new Map<string, ArrayLike<number>>();
   for (const [id, source] of c.plan.buffers) {
     if (source === 'kernel') continue;
@@ -97,16 +113,21 @@ export function runSourcesOnHost(
     else bufs.set(`%${id}`, evaluate(graph, feeds, [id])[0]!.data);
   }
   for (const k of c.kernels) {
-    const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number;
+    const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number | number[];
     const out = new Float64Array(k.size).fill(NaN);
     const args = k.params.map((p) => bufs.get(p)!);
-    const cols = k.dims[0]!;
-    for (let f = 0; f < k.size; f++) out[f] = fn.apply({ thread: { x: f % cols, y: Math.floor(f / cols), z: 0 } }, args);
+    const [cols, rows = 1] = k.dims;
+    for (let f = 0; f < k.size / k.components; f++) {
+      const thread = { x: f % cols!, y: Math.floor(f / cols!) % rows, z: Math.floor(f / (cols! * rows)) };
+      const v = fn.apply({ thread }, args);
+      if (typeof v === 'number') out[f] = v;
+      else v.forEach((x, i) => (out[f * k.components + i] = x));
+    }
     bufs.set(k.output, out);
   }
   wanted.forEach((id, i) => {
     const data = bufs.get(`%${id}`)!;
-    expectClose(data, ref[i]!.data, tol.rtol ?? RTOL, tol.atol ?? ATOL, `host-run kernel sources, output %${id}`);
+    expectClose(data, ref[i]!.data, tol.rtol ?? RTOL, tol.atol ?? ATOL, `host-run kernel sources (matmul ${matmul}), output %${id}`);
   });
 }
 

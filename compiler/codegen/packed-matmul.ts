@@ -1,0 +1,197 @@
+/**
+ * Register-tiled matmul groups for the webasm backend: four kernels instead of one dot product
+ * per output.
+ *
+ * Why: webasm runs four adjacent `thread.x` cells as one f32x4 step; a read whose index depends
+ * on thread.x is a gather (four scalar loads + lane inserts: wasm SIMD has no gather and gpu.js
+ * emits no vector loads), a read that does not is one scalar load + splat. A one-output-per-thread
+ * dot product therefore pays one gather per four multiply-adds. Here each thread returns
+ * `Array(4)` = four ROWS of one column, so one gather of B feeds a 4×4 outer product with four
+ * uniform loads of A (16 multiply-adds), and both operands are read as unit-stride streams from
+ * packed panels.
+ *
+ * The group becomes:
+ *   1. `<group>.packA`: A's value (any fused prologue: views, casts, elementwise producers) written
+ *      as panels [batch][⌈m/4⌉][k][4] (four rows interleaved, rows past m are 0);
+ *   2. `<group>.packB`: B as panels [batch][⌈n/4⌉][k][4] (four columns interleaved);
+ *   3. `<group>.product`: the Array(4) kernel, launched [4⌈n/4⌉, ⌈m/4⌉, batch]; cell (j, q, z)
+ *      holds C[z][4q + c][j] at component c, i.e. element (z, i, j) sits at
+ *      ((z·⌈m/4⌉ + ⌊i/4⌋)·4⌈n/4⌉ + j)·4 + i mod 4;
+ *   4. the group kernel proper, writing the group's root (the epilogue: bias, activation,
+ *      residual, scaling fused as before) and reading the product from that tiled layout.
+ * The product kernel returns four values per cell, which gpu.js's fused webasm pipeline cannot
+ * hand to another step, so the runtime runs it between pipeline segments (runtime/compiled-runner.ts).
+ */
+import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
+import type { Node, NodeId } from '../ir/types.ts';
+import { operands, sizeOf } from '../ir/types.ts';
+import { KernelWriter } from './emit.ts';
+import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
+
+/** Multiply-adds at which 'auto' packs a matmul: below it the extra kernels and the host round trip cost more than they save. */
+export const PACKED_MATMUL_MIN_MACS = 2 ** 26;
+
+/** k-loop unroll of the product kernel (measured best of 4/8/16 on the Dense shapes). */
+export const PACKED_UNROLL = 16;
+
+export type MatmulStrategy = 'auto' | 'packed' | 'dot';
+
+export interface PackedGeometry {
+  readonly batch: number;
+  readonly m: number;
+  readonly k: number;
+  readonly n: number;
+  /** ⌈m/4⌉ row quads. */
+  readonly quads: number;
+  /** 4⌈n/4⌉: B's columns padded to whole panels (the product's x extent). */
+  readonly nPad: number;
+}
+
+export function packedGeometry(mm: Node & { op: 'matmul' }, aShape: readonly number[]): PackedGeometry {
+  const [m, n] = mm.shape.slice(-2) as [number, number];
+  const k = aShape[aShape.length - 1]!;
+  const batch = sizeOf(mm.shape) / (m * n);
+  return { batch, m, k, n, quads: Math.ceil(m / 4), nPad: 4 * Math.ceil(n / 4) };
+}
+
+/**
+ * Whether a matmul group is written packed. Float index arithmetic must stay exact (below 2^24
+ * for every packed buffer, and no wide-mode group), and k ≥ 1 and a non-empty output.
+ */
+export function usePacked(plan: KernelPlan, group: KernelGroup, strategy: MatmulStrategy, wide: boolean): NodeId | undefined {
+  if (strategy === 'dot' || wide) return undefined;
+  const mmId = group.fusedMatmul ?? (group.kind === 'matmul' ? group.root : undefined);
+  if (mmId === undefined) return undefined;
+  const mm = plan.graph.node(mmId);
+  if (mm.op !== 'matmul') return undefined;
+  const g = packedGeometry(mm, plan.graph.node(mm.a).shape);
+  if (g.k === 0 || g.m === 0 || g.n === 0) return undefined;
+  const sizes = [g.batch * g.quads * 4 * g.k, g.batch * g.nPad * g.k, g.batch * g.quads * 4 * g.nPad];
+  if (sizes.some((s) => s >= FLOAT32_EXACT_INT)) return undefined;
+  if (strategy === 'auto' && g.batch * g.m * g.n * g.k < PACKED_MATMUL_MIN_MACS) return undefined;
+  return mmId;
+}
+
+/** The buffers an expression reads: DFS from `id` through fused nodes, stopping at buffers and at `stop`. */
+function bufferReads(plan: KernelPlan, id: NodeId, root: NodeId, stop?: NodeId): NodeId[] {
+  const seen = new Set<NodeId>();
+  const out = new Set<NodeId>();
+  const walk = (x: NodeId): void => {
+    if (seen.has(x)) return;
+    seen.add(x);
+    if (x !== root && plan.buffers.has(x)) {
+      out.add(x);
+      return;
+    }
+    if (x === stop) return;
+    for (const o of operands(plan.graph.node(x))) walk(o);
+  };
+  walk(id);
+  return [...out].sort((a, b) => a - b);
+}
+
+const paramsOf = (reads: readonly NodeId[]): Map<NodeId, string> => new Map(reads.map((id) => [id, `b${id}`]));
+
+/**
+ * Panels of one operand: thread t = ((z·panels + p)·k + kk)·4 + c holds the operand at
+ * (z, 4p + c, kk) for A (`rowsAxis` = the m axis) or (z, kk, 4p + c) for B; lines past the
+ * operand's extent read a clamped element and select 0.
+ */
+function packKernel(plan: KernelPlan, group: KernelGroup, operand: NodeId, side: 'A' | 'B', g: PackedGeometry): KernelSource {
+  const reads = bufferReads(plan, operand, group.root);
+  const params = paramsOf(reads);
+  const w = new KernelWriter(plan, group.root, params);
+  const panels = side === 'A' ? g.quads : g.nPad / 4;
+  const lines = side === 'A' ? g.m : g.n;
+  const [z, p, kk, c] = w.coords('this.thread.x', [g.batch, panels, g.k, 4]);
+  const line = w.bind(`${p} * 4 + ${c}`, 'c');
+  const clamped = lines % 4 === 0 ? line : w.bind(`Math.min(${line}, ${lines - 1})`, 'c');
+  const [outer, inner] = side === 'A' ? [g.m, g.k] : [g.k, g.n];
+  const at = side === 'A' ? `${clamped} * ${g.k} + ${kk}` : `${kk} * ${g.n} + ${clamped}`;
+  const idx = w.index(z === '0' ? at : `${z} * ${outer * inner} + ${at}`);
+  const v = w.value(operand, idx);
+  const result = lines % 4 === 0 ? v : `(${line} < ${lines} ? ${v} : 0.0)`;
+  const out = `${group.name}.pack${side}`;
+  return {
+    ...kernelSource({
+      name: out,
+      group: group.name,
+      writer: w,
+      result,
+      reads: reads.map((id) => [nodeKey(id), params.get(id)!] as const),
+      output: out,
+      dims: [g.batch * panels * g.k * 4],
+    }),
+  };
+}
+
+/** The Array(4) product over packed panels (see the file comment for its launch and layout). */
+export function packedProductSource(g: PackedGeometry, unroll = PACKED_UNROLL): string {
+  const k4 = 4 * g.k;
+  const u = Math.min(unroll, g.k);
+  const main = Math.floor(g.k / u) * u;
+  // gpu.js makes every local an f32 (exact here: packed buffers stay below 2^24 elements,
+  // usePacked). Reads index with `(base | 0) + constant`: the truncation is the same expression
+  // for all reads of an unrolled block, so the wasm compiler computes it once and each read is an
+  // integer add; an f32 add then a truncation per read was measured 1.7–2× slower end to end.
+  const aBase = g.batch === 1 ? `this.thread.y * ${k4}` : `(this.thread.z * ${g.quads} + this.thread.y) * ${k4}`;
+  const bBase = `(${g.batch === 1 ? '' : `this.thread.z * ${g.nPad / 4} + `}(this.thread.x >> 2)) * ${k4} + (this.thread.x & 3)`;
+  const at = (base: string, offset: number): string => (offset === 0 ? `(${base} | 0)` : `(${base} | 0) + ${offset}`);
+  const step = (aAt: (c: number) => string, bAt: string, tag: string): string[] => [
+    `const ${tag} = b[${bAt}];`,
+    ...[0, 1, 2, 3].map((c) => `s${c} += a[${aAt(c)}] * ${tag};`),
+  ];
+  const body: string[] = ['const ak = aq + kk * 4;', 'const bk = bq + kk * 4;'];
+  for (let s = 0; s < u; s++) body.push(...step((c) => at('ak', 4 * s + c), at('bk', 4 * s), `bv${s}`));
+  // the k remainder is straight-line code: a loop with a non-literal start would need a guard
+  const tail: string[] = [];
+  for (let kk = main; kk < g.k; kk++) tail.push(...step((c) => at('aq', 4 * kk + c), at('bq', 4 * kk), `bt${kk - main}`));
+  return [
+    'function (a, b) {',
+    '  let s0 = 0.0;',
+    '  let s1 = 0.0;',
+    '  let s2 = 0.0;',
+    '  let s3 = 0.0;',
+    `  const aq = ${aBase};`,
+    `  const bq = ${bBase};`,
+    `  for (let kk = 0; kk < ${main}; kk += ${u}) {`,
+    ...body.map((l) => `    ${l}`),
+    '  }',
+    ...tail.map((l) => `  ${l}`),
+    '  return [s0, s1, s2, s3];',
+    '}',
+  ].join('\n');
+}
+
+export interface PackedKernels {
+  readonly kernels: KernelSource[];
+  /** The product buffer and the geometry the group kernel reads it with. */
+  readonly product: { readonly key: BufferKey; readonly param: string; readonly geometry: PackedGeometry };
+  /** Buffers the group kernel itself still reads (those of the epilogue, not of the operands). */
+  readonly epilogueReads: NodeId[];
+}
+
+/** Kernels 1–3 of a packed group; the caller writes kernel 4 with `product` as a KernelWriter option. */
+export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: NodeId): PackedKernels {
+  const mm = plan.graph.node(mmId) as Node & { op: 'matmul' };
+  const g = packedGeometry(mm, plan.graph.node(mm.a).shape);
+  const packA = packKernel(plan, group, mm.a, 'A', g);
+  const packB = packKernel(plan, group, mm.b, 'B', g);
+  const key = `${group.name}.product`;
+  const product: KernelSource = {
+    name: key,
+    group: group.name,
+    source: packedProductSource(g),
+    params: [packA.output, packB.output],
+    output: key,
+    size: g.nPad * g.quads * g.batch * 4,
+    dims: [g.nPad, g.quads, g.batch],
+    components: 4,
+    loopMax: g.k,
+  };
+  return {
+    kernels: [packA, packB, product],
+    product: { key, param: 'bp', geometry: g },
+    epilogueReads: bufferReads(plan, group.root, group.root, mmId),
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Register-tiled (packed) matmul groups: pack A, pack B, the Array(4) product run between
+ * pipeline segments, and the epilogue reading the tiled product. Ragged m and n (padded panels),
+ * k below and above the unroll (the straight-line tail), batches, transposed and sliced operands
+ * (prologue views), bias / activation / residual epilogues, and a product read through a reshape.
+ * Checked against the float64 reference after a poisoned run, and as host-run sources.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compile } from '../../compiler/codegen/compile.ts';
+import { PACKED_MATMUL_MIN_MACS, PACKED_UNROLL, usePacked } from '../../compiler/codegen/packed-matmul.ts';
+import { Graph } from '../../compiler/ir/graph.ts';
+import * as P from '../../compiler/ir/primitives.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
+import { CompiledRunner } from '../../runtime/compiled-runner.ts';
+import { availableBackends, expectMatchesReference, values } from './support.ts';
+
+let packed: CompiledRunner | undefined;
+beforeAll(async () => {
+  if ((await availableBackends()).includes('webasm')) packed = await CompiledRunner.create({ backend: 'webasm', matmul: 'packed' });
+  else console.log('[packed matmul tests] webasm is not available: only the host-run sources are checked');
+});
+afterAll(() => packed?.destroy());
+
+function f32(g: Graph, feeds: Record<string, HostTensor>, name: string, s: number[], seed: number) {
+  feeds[name] = hostTensor(s, values(s.reduce((a, b) => a * b, 1), seed));
+  return g.input(name, s);
+}
+
+describe('packed matmul groups', () => {
+  it('ragged shapes, batches, transposed operands, bias + tanh and residual epilogues', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 11 }),
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: PACKED_UNROLL + 5 }),
+        fc.integer({ min: 1, max: 1000 }),
+        async (bt, m, n, k, seed) => {
+          const g = new Graph();
+          const feeds: Record<string, HostTensor> = {};
+          const a = f32(g, feeds, 'a', [bt, m, k], seed);
+          const wt = f32(g, feeds, 'wt', [n, k], seed + 1);
+          const bias = f32(g, feeds, 'bias', [n], seed + 2);
+          const res = f32(g, feeds, 'res', [bt, m, n], seed + 3);
+          const w = P.broadcastTo(P.transpose(wt, [1, 0]), [bt, k, n]);
+          const dense = P.unary('tanh', P.binary('add', P.matmul(a, w), P.broadcastTo(bias, [bt, m, n])));
+          const residual = P.binary('add', P.matmul(a, w), res);
+          const gram = P.matmul(P.transpose(a, [0, 2, 1]), a); // [bt, k, k]
+          const flat = P.reshape(P.matmul(a, w), [bt * m * n]);
+          g.outputs = [dense.id, residual.id, gram.id, flat.id];
+          await expectMatchesReference(packed ?? (undefined as never), g, feeds);
+          expect(packed!.stats.executor).toBe('segmented');
+          expect(packed!.stats.segments.standalone).toBe(4);
+        },
+      ),
+      { numRuns: packed ? 12 : 0 },
+    );
+  });
+
+  it('a sliced, windowed operand (a concat along k) is packed through its view', async () => {
+    if (!packed) return;
+    const g = new Graph();
+    const feeds: Record<string, HostTensor> = {};
+    const x = f32(g, feeds, 'x', [2, 6, 5], 7);
+    const w = f32(g, feeds, 'w', [2, 10, 9], 8);
+    const look = P.concat([x, P.slice(x, [0, 0, 0], [2, 6, 5])], 2); // [2, 6, 10]
+    g.outputs = [P.binary('mul', P.matmul(look, w), P.constant(g, 0.5)).id];
+    await expectMatchesReference(packed, g, feeds);
+  });
+
+  it("'auto' packs from PACKED_MATMUL_MIN_MACS multiply-adds on, not below", () => {
+    const g = new Graph();
+    const m = 64;
+    const k = 64;
+    const big = PACKED_MATMUL_MIN_MACS / (m * k);
+    const a = g.input('a', [m, k]);
+    g.outputs = [P.matmul(a, g.input('b', [k, big])).id, P.matmul(a, g.input('c', [k, big - 4])).id];
+    const c = compile(g, g.outputs, { matmul: 'auto' });
+    const packedGroups = c.plan.groups.filter((grp) => usePacked(c.plan, grp, 'auto', false) !== undefined);
+    expect(packedGroups.map((grp) => grp.root)).toEqual([g.outputs[0]]);
+    expect(c.kernels.filter((k) => k.components === 4)).toHaveLength(1);
+  });
+});
