@@ -16,7 +16,7 @@ import { Graph, type NodeRange, type RecomputeRegion, type ReversibleRegion, typ
 import { liveNodes } from '../ir/graph.ts';
 import * as P from '../ir/primitives.ts';
 import type { NodeId } from '../ir/types.ts';
-import { operands, withOperands } from '../ir/types.ts';
+import { isDataFree, operands, withOperands } from '../ir/types.ts';
 import { cotangentName } from '../ir/names.ts';
 import { vjpRules } from './vjp-rules.ts';
 
@@ -112,11 +112,11 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     });
   };
 
-  /** Copies the nodes of `range` reading through `values`; inputs and stored state are read, not copied. */
+  /** Copies the nodes of `range` reading through `values`; inputs, stored state and data-free nodes are read, not copied. */
   const replay = (range: NodeRange, values: ValueMap) => {
     for (const id of rangeIds(range)) {
       const node = graph.node(id);
-      if (node.op === 'input' || graph.stored.has(id)) continue;
+      if (node.op === 'input' || graph.stored.has(id) || isDataFree(node)) continue;
       const copy = graph.add(withOperands(node, operands(node).map((o) => values.get(o))), node.shape, node.dtype, node.scope);
       values.set(id, copy.id);
     }

@@ -8,7 +8,7 @@
  */
 import { liveNodes, type Graph, type ReversibleRegion } from '../ir/graph.ts';
 import type { Node, NodeId, Shape } from '../ir/types.ts';
-import { operands, sizeOf } from '../ir/types.ts';
+import { isDataFree, operands, sizeOf } from '../ir/types.ts';
 
 export const bytesOf = (shape: Shape): number => sizeOf(shape) * 4;
 
@@ -24,10 +24,13 @@ export function savedForBackward(graph: Graph, forwardCount: number): Node[] {
   return [...saved].sort((a, b) => a - b).map((id) => graph.node(id));
 }
 
-/** Bytes of saved activations: parameters are excluded (every schedule keeps them). */
+/**
+ * Bytes of saved activations: parameters and constants are excluded (every schedule keeps them,
+ * and they do not change from step to step); random draws count (a dropout mask is per step).
+ */
 export function savedActivationBytes(graph: Graph, forwardCount: number): number {
   return savedForBackward(graph, forwardCount)
-    .filter((n) => !(n.op === 'input' && n.role === 'param'))
+    .filter((n) => !(n.op === 'input' && n.role === 'param') && n.op !== 'const' && n.op !== 'iota')
     .reduce((a, n) => a + bytesOf(n.shape), 0);
 }
 
@@ -40,15 +43,16 @@ export interface ReversibleLeak {
 
 /**
  * The forward values inside a reversible block, or at its inputs, that the backward reads. Stored
- * layer state is allowed, and so are a block's outputs where they leave the stack (they are not
- * another block's inputs). An empty list means the backward rebuilds everything it needs.
+ * layer state is allowed, and so are data-free nodes (random draws, constants: functions of the
+ * seed alone) and a block's outputs where they leave the stack (they are not another block's
+ * inputs). An empty list means the backward rebuilds every activation it needs.
  */
 export function reversibleLeaks(graph: Graph, forwardCount: number): ReversibleLeak[] {
   const blocks: readonly ReversibleRegion[] = graph.reversibleRegions;
   const blockInputs = new Set(blocks.flatMap((b) => [b.x1, b.x2]));
   const leaks: ReversibleLeak[] = [];
   for (const node of savedForBackward(graph, forwardCount)) {
-    if (graph.stored.has(node.id) || node.op === 'input') continue;
+    if (graph.stored.has(node.id) || node.op === 'input' || isDataFree(node)) continue;
     for (const b of blocks) {
       const isOutput = node.id === b.y1 || node.id === b.y2;
       if (node.id === b.x1 || node.id === b.x2) leaks.push({ node, block: b.label, where: 'input' });

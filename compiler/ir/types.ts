@@ -103,6 +103,13 @@ export function withOperands(node: Op, ids: readonly NodeId[]): Op {
   return copy as unknown as Op;
 }
 
+/**
+ * Nodes whose value depends on no data, only on the seed or the node itself (`random`, `const`,
+ * `iota`): a replay reads them instead of copying them, which changes no value and keeps one copy
+ * of e.g. a dropout mask where the runtime draws it on the host.
+ */
+export const isDataFree = (node: Op): boolean => node.op === 'random' || node.op === 'const' || node.op === 'iota';
+
 export function sizeOf(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;

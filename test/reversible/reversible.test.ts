@@ -8,7 +8,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Dense, Dup, Fn, InitKey, LayerNorm, Relu, Serial, noParams, ops, spec, trace, type Layer } from '../../dsl/index.ts';
 import { evaluate } from '../../compiler/reference/evaluate.ts';
+import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { vjp } from '../../compiler/grad/grad.ts';
+import { operands, withOperands } from '../../compiler/ir/types.ts';
 import { reversibleLeaks, savedActivationBytes, graphPeakBytes } from '../../compiler/grad/saved.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { checkReversibleCase, prepareReversibleCheck } from '../../reformer/verify.ts';
@@ -85,30 +87,56 @@ describe('reversible regions: what the backward reads', () => {
     expect(leaks.map((l) => l.where)).toContain('input');
   });
 
-  it('NEGATIVE: a G that draws fresh randomness when replayed makes the rebuilt inputs differ, and verify fails', async () => {
+  it('NEGATIVE: a G whose replay draws fresh randomness rebuilds other inputs, and verify fails', async () => {
     const d = 3;
     const model = twoStreamModel([{ f: { norm: true, hidden: 0, act: 'tanh', dropout: false }, g: { norm: false, hidden: 4, act: 'relu', dropout: true }, lsh: false, chunked: false }], d);
     const params = model.init(new InitKey(5), [spec([1, SEQ, d])]);
     const options = { inputs: [{ shape: [1, SEQ, d] }] };
     const runner = new ReferenceRunner();
-    const sound = prepareReversibleCheck(model, params, options);
     const c = { dataSeed: 3, stepSeed: 9, scale: 1 };
+    const sound = prepareReversibleCheck(model, params, options);
     expect((await checkReversibleCase(sound, c, runner, options)).ratio).toBeLessThanOrEqual(1);
-    // Plant the bug: every `random` node the backward replays draws from another salt.
-    const broken = prepareReversibleCheck(model, params, options);
-    const g = broken.scheduled.graph;
+    // Replays read the forward's draws by construction; plant the bug by hand: a second draw with
+    // another salt, which every backward reader of G's dropout mask reads instead.
+    const t = trace(model, params, options.inputs, { mode: 'train' });
+    const mask = t.graph.nodes.find((n) => n.op === 'random')!;
+    const fresh = t.graph.add({ op: 'random', dist: 'uniform', seed: (mask as { seed: number }).seed, salt: 12345 }, mask.shape, 'f32');
+    const wrt = t.graph.inputNodes().filter((n) => n.role === 'param' || n.role === 'data').map((n) => n.id);
+    const scheduled = vjp(t.graph, t.graph.outputs, wrt);
+    const forwardCount = t.graph.nodes.length;
     let planted = 0;
-    for (let i = broken.forwardCount; i < g.nodes.length; i++) {
-      const n = g.nodes[i]!;
-      if (n.op === 'random') {
-        g.nodes[i] = { ...n, salt: n.salt ^ 0x5bd1 };
-        planted++;
-      }
-    }
+    scheduled.graph.nodes.forEach((n, i) => {
+      if (i < forwardCount || !operands(n).includes(mask.id)) return;
+      scheduled.graph.nodes[i] = { ...n, ...withOperands(n, operands(n).map((o) => (o === mask.id ? fresh.id : o))) } as typeof n;
+      planted++;
+    });
     expect(planted).toBeGreaterThan(0);
+    const broken = { ...sound, scheduled, forwardCount };
     const r = await checkReversibleCase(broken, c, runner, options);
     expect(r.ratio).toBeGreaterThan(1e3);
-    expect(r.where).toMatch(/rebuilt input|gradient/);
+    // The rebuilt inputs themselves differ from the forward's.
+    const feeds: Record<string, HostTensor> = Object.fromEntries(sound.paramFeeds);
+    feeds.input0 = uniform(rng(1), [1, SEQ, d], -1, 1);
+    feeds.seed = hostTensor([], [9], 'i32');
+    feeds['cotangent:0'] = uniform(rng(2), [1, SEQ, 2 * d], -1, 1);
+    const [x, rebuiltX] = [...scheduled.rebuilt].find(([, r]) => r !== undefined)!;
+    const [fwd, back] = evaluate(scheduled.graph, feeds, [x, rebuiltX]);
+    expect(Math.max(...Array.from(fwd!.data, (v, i) => Math.abs(v - back!.data[i]!)))).toBeGreaterThan(1e-3);
+  });
+
+  it('NEGATIVE: a wrong sign in the inverse (X2 = Y2 + G(Y1)) is caught', async () => {
+    const d = 3;
+    const model = twoStreamModel([{ f: { norm: true, hidden: 0, act: 'tanh', dropout: false }, g: { norm: true, hidden: 4, act: 'relu', dropout: false }, lsh: false, chunked: false }], d);
+    const params = model.init(new InitKey(6), [spec([1, SEQ, d])]);
+    const options = { inputs: [{ shape: [1, SEQ, d] }] };
+    const check = prepareReversibleCheck(model, params, options);
+    const g = check.scheduled.graph;
+    const x2 = check.scheduled.rebuilt.get(g.reversibleRegions[0]!.x2)!;
+    const node = g.nodes[x2]!;
+    expect(node.op === 'binary' && node.fn === 'sub').toBe(true);
+    g.nodes[x2] = { ...node, fn: 'add' } as typeof node;
+    const r = await checkReversibleCase(check, { dataSeed: 1, stepSeed: 2, scale: 1 }, new ReferenceRunner(), options);
+    expect(r.ratio).toBeGreaterThan(1e3);
   });
 });
 
@@ -130,6 +158,7 @@ describe('reversible regions: memory flat in depth', () => {
 
   it('saved activations of 12 blocks equal those of 1 block (the stack outputs); plain backprop grows linearly', () => {
     const depths = [1, 2, 4, 8, 12].map(at);
+    // The stack outputs only (no dropout here: with dropout, each layer's mask is read by its replay).
     expect(depths.every((m) => m.saved === depths[0]!.saved)).toBe(true);
     const perBlock = depths[1]!.plainSaved - depths[0]!.plainSaved;
     expect(perBlock).toBeGreaterThan(0);
