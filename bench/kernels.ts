@@ -1,24 +1,44 @@
 /**
- * `npm run bench -- kernels [--json] [--quick]`: Dense forward/backward, LayerNorm and softmax on
- * the gpu.js webasm backend — our templates vs the naive one-output-per-thread matmul vs
- * TF.js (tfjs-backend-wasm, XNNPACK) — on the same shapes in the same process.
+ * `npm run bench -- kernels [--json] [--quick] [--peer torch]`: matmuls through the compiled
+ * runner (the path models take) next to TF.js (tfjs-backend-wasm, XNNPACK) and, with
+ * `--peer torch`, PyTorch CPU, on the same shapes in the same run:
+ * - matmul 2048×256×1024: the runner as it runs models (`matmul: 'auto'`, register-tiled), the
+ *   runner with one dot product per thread (`'dot'`, what it did before packed groups);
+ * - Dense forward (y = xW + b) and backward (dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy) at
+ *   x[4096×512]·W[512×2048], one graph each;
+ * - LayerNorm and softmax over [4096×2048] rows with the row templates.
+ * Times include moving arguments into and results out of wasm memory. Thread counts of every
+ * runtime are printed with the table.
  */
 import { GPU } from 'gpu.js';
-import { createMatmulKernel } from '../compiler/codegen/templates/matmul.ts';
 import { createLayerNormKernel, createSoftmaxKernel } from '../compiler/codegen/templates/rows.ts';
-import { buildKernel, int } from '../compiler/codegen/templates/kernel-source.ts';
+import { Graph } from '../compiler/ir/graph.ts';
+import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
+import * as P from '../compiler/ir/primitives.ts';
+import { createRunner, type CompiledRunner } from '../runtime/compiled-runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo, PEAK_GFLOPS, timeIt, type Timing } from './support/measure.ts';
+import { describeThreads, gpujsThreads } from './support/runtimes.ts';
 import { loadTfWasm } from './support/tfjs.ts';
+import { peerRequested, runTorchPeer, type TorchPeerResult } from './support/torch-peer.ts';
+
+type Impl = 'ours' | 'dot' | 'tfjs' | 'torch';
 
 interface Row {
   op: string;
   shape: string;
-  impl: 'ours' | 'naive' | 'tfjs';
+  impl: Impl;
   medianMs: number;
   gflops: number | null;
   gbps: number | null;
 }
+
+const IMPL_LABEL: Record<Impl, string> = {
+  ours: 'compiled runner',
+  dot: 'runner, one dot/thread',
+  tfjs: 'TF.js wasm',
+  torch: 'PyTorch',
+};
 
 const rand = (n: number) => {
   const a = new Float32Array(n);
@@ -30,27 +50,73 @@ const rand = (n: number) => {
   return a;
 };
 
+/** The graphs the runner times: plain matmul, Dense forward, Dense backward. */
+function matmulGraph(m: number, k: number, n: number): Graph {
+  const g = new Graph();
+  g.outputs = [P.matmul(g.input('a', [m, k]), g.input('b', [k, n])).id];
+  return g;
+}
+
+function denseForward(m: number, k: number, n: number): Graph {
+  const g = new Graph();
+  const y = P.binary('add', P.matmul(g.input('x', [m, k]), g.input('w', [k, n])), P.broadcastTo(g.input('b', [n]), [m, n]));
+  g.outputs = [y.id];
+  return g;
+}
+
+function denseBackward(m: number, k: number, n: number): Graph {
+  const g = new Graph();
+  const x = g.input('x', [m, k]);
+  const w = g.input('w', [k, n]);
+  const dy = g.input('dy', [m, n]);
+  g.outputs = [P.matmul(dy, P.transpose(w, [1, 0])).id, P.matmul(P.transpose(x, [1, 0]), dy).id, P.reduce('sum', dy, 0).id];
+  return g;
+}
+
 async function run(flags: SuiteFlags): Promise<unknown> {
   const { m, k, n, rows, cols, runs } = flags.quick
     ? { m: 512, k: 256, n: 512, rows: 512, cols: 512, runs: 3 }
     : { m: 4096, k: 512, n: 2048, rows: 4096, cols: 2048, runs: 5 };
-  const gpu = new GPU({ mode: 'webasm' } as never);
+  const mm = flags.quick ? { m: 512, k: 256, n: 512 } : { m: 2048, k: 256, n: 1024 };
   const { tf, features } = await loadTfWasm();
+  const runners: Record<'ours' | 'dot', CompiledRunner> = {
+    ours: await createRunner({ backend: 'webasm', matmul: 'auto' }),
+    dot: await createRunner({ backend: 'webasm', matmul: 'dot' }),
+  };
   const out: Row[] = [];
   const log = (msg: string) => {
     if (!flags.json) process.stderr.write(`  ${msg}\n`);
   };
-  const add = (op: string, shape: string, impl: Row['impl'], t: Timing, flop: number | null, bytes: number | null) => {
-    out.push({
-      op,
-      shape,
-      impl,
-      medianMs: t.medianMs,
-      gflops: flop === null ? null : flop / t.medianMs / 1e6,
-      gbps: bytes === null ? null : bytes / t.medianMs / 1e6,
-    });
+  const add = (op: string, shape: string, impl: Impl, t: Timing, flop: number | null, bytes: number | null) => {
+    out.push({ op, shape, impl, medianMs: t.medianMs, gflops: flop === null ? null : flop / t.medianMs / 1e6, gbps: bytes === null ? null : bytes / t.medianMs / 1e6 });
     log(`${op} ${impl}: ${t.medianMs.toFixed(1)} ms`);
   };
+  const timeRunner = async (op: string, shape: string, g: Graph, feeds: Record<string, HostTensor>, flop: number) => {
+    for (const impl of ['ours', 'dot'] as const) {
+      const r = runners[impl];
+      add(op, shape, impl, await timeIt(() => r.run(g, feeds), runs), flop, null);
+      if (r.backend.name !== 'webasm') throw new Error(`bench: the runner ran on ${r.backend.name}, not webasm`);
+    }
+  };
+  const sync = (ts: Array<{ dataSync(): unknown; dispose(): void }>) => {
+    for (const t of ts) {
+      t.dataSync();
+      t.dispose();
+    }
+  };
+
+  // ---- matmul alone, the issue's yardstick
+  const mmShape = `${mm.m}×${mm.k}×${mm.n}`;
+  const mmFlop = 2 * mm.m * mm.k * mm.n;
+  {
+    const a = rand(mm.m * mm.k);
+    const b = rand(mm.k * mm.n);
+    await timeRunner('matmul', mmShape, matmulGraph(mm.m, mm.k, mm.n), { a: hostTensor([mm.m, mm.k], a), b: hostTensor([mm.k, mm.n], b) }, mmFlop);
+    const ta = tf.tensor2d(a, [mm.m, mm.k]);
+    const tb = tf.tensor2d(b, [mm.k, mm.n]);
+    add('matmul', mmShape, 'tfjs', await timeIt(async () => sync([tf.matMul(ta, tb)]), runs), mmFlop, null);
+    tf.dispose([ta, tb]);
+  }
 
   // ---- Dense: y = xW + b;  dx = dy Wᵀ, dW = xᵀ dy, db = Σ_rows dy
   const x = rand(m * k);
@@ -60,40 +126,14 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const denseShape = `x[${m}×${k}]·W[${k}×${n}]`;
   const fwdFlop = 2 * m * k * n;
   const bwdFlop = 2 * fwdFlop + m * n;
-  // db as a column sum: lanes are adjacent columns, one pass down the rows
-  const colSum = buildKernel(gpu, {
-    source: `function(d) {
-  let s = 0.0;
-  for (let r = 0; r < ${int(m)}; r++) { s += d[r * ${int(n)} + this.thread.x]; }
-  return s;
-}`,
-    output: [n],
-    components: 1,
-    loopMaxIterations: m,
-  });
-  for (const impl of ['ours', 'naive'] as const) {
-    const naive = impl === 'naive';
-    const fwd = createMatmulKernel(gpu, { m, k, n, bias: true, naive });
-    const dxK = createMatmulKernel(gpu, { m, k: n, n: k, transB: true, naive });
-    const dwK = createMatmulKernel(gpu, { m: k, k: m, n, transA: true, naive });
-    add('dense fwd', denseShape, impl, await timeIt(() => fwd(x, w, b), runs), fwdFlop, null);
-    add('dense bwd', denseShape, impl, await timeIt(() => Promise.all([dxK(dy, w), dwK(x, dy), colSum(dy)]), runs), bwdFlop, null);
-    if (fwd.backend() !== 'webasm') throw new Error(`bench: ${impl} matmul ran on ${fwd.backend()}, not webasm`);
-    fwd.destroy();
-    dxK.destroy();
-    dwK.destroy();
-  }
+  const feeds = { x: hostTensor([m, k], x), w: hostTensor([k, n], w), b: hostTensor([n], b), dy: hostTensor([m, n], dy) };
+  await timeRunner('dense fwd', denseShape, denseForward(m, k, n), feeds, fwdFlop);
+  await timeRunner('dense bwd', denseShape, denseBackward(m, k, n), feeds, bwdFlop);
   {
     const tx = tf.tensor2d(x, [m, k]);
     const tw = tf.tensor2d(w, [k, n]);
     const tb = tf.tensor1d(b);
     const tdy = tf.tensor2d(dy, [m, n]);
-    const sync = (ts: Array<{ dataSync(): unknown; dispose(): void }>) => {
-      for (const t of ts) {
-        t.dataSync();
-        t.dispose();
-      }
-    };
     add('dense fwd', denseShape, 'tfjs', await timeIt(async () => sync([tf.tidy(() => tf.add(tf.matMul(tx, tw), tb))]), runs), fwdFlop, null);
     add(
       'dense bwd',
@@ -105,51 +145,70 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     );
     tf.dispose([tx, tw, tb, tdy]);
   }
+  runners.ours.destroy();
+  runners.dot.destroy();
 
   // ---- LayerNorm and softmax over rows; bytes = read x once + write y once (the minimum)
+  const gpu = new GPU({ mode: 'webasm' } as never);
   const xr = rand(rows * cols);
-  const g = rand(cols);
-  const be = rand(cols);
+  const gamma = rand(cols);
+  const beta = rand(cols);
   const rowShape = `[${rows}×${cols}]`;
   const rowBytes = 2 * 4 * rows * cols;
   const ln = createLayerNormKernel(gpu, { rows, cols, eps: 1e-5 });
-  add('layernorm', rowShape, 'ours', await timeIt(() => ln(xr, g, be), runs), 8 * rows * cols, rowBytes);
+  add('layernorm', rowShape, 'ours', await timeIt(() => ln(xr, gamma, beta), runs), 8 * rows * cols, rowBytes);
   const sm = createSoftmaxKernel(gpu, { rows, cols });
   add('softmax', rowShape, 'ours', await timeIt(() => sm(xr), runs), 5 * rows * cols, rowBytes);
   ln.destroy();
   sm.destroy();
+  gpu.destroy();
   {
     const tx = tf.tensor2d(xr, [rows, cols]);
-    const tg = tf.tensor1d(g);
-    const tbe = tf.tensor1d(be);
+    const tg = tf.tensor1d(gamma);
+    const tbe = tf.tensor1d(beta);
     const lnTf = () =>
       tf.tidy(() => {
         const { mean, variance } = tf.moments(tx, -1, true);
         return tf.add(tf.mul(tf.mul(tf.sub(tx, mean), tf.rsqrt(tf.add(variance, 1e-5))), tg), tbe);
       });
-    add('layernorm', rowShape, 'tfjs', await timeIt(async () => { const t = lnTf(); t.dataSync(); t.dispose(); }, runs), 8 * rows * cols, rowBytes);
-    add('softmax', rowShape, 'tfjs', await timeIt(async () => { const t = tf.softmax(tx); t.dataSync(); t.dispose(); }, runs), 5 * rows * cols, rowBytes);
+    add('layernorm', rowShape, 'tfjs', await timeIt(async () => sync([lnTf()]), runs), 8 * rows * cols, rowBytes);
+    add('softmax', rowShape, 'tfjs', await timeIt(async () => sync([tf.softmax(tx)]), runs), 5 * rows * cols, rowBytes);
     tf.dispose([tx, tg, tbe]);
   }
-  colSum.destroy();
-  gpu.destroy();
 
-  const ratio = (op: string, impl: Row['impl']) => {
+  // ---- PyTorch peer: the same shapes in a python process, after ours
+  let torch: TorchPeerResult | { skipped: string } | undefined;
+  if (peerRequested(flags.rest)) {
+    torch = await runTorchPeer({ suite: 'kernels', runs, matmul: mm, dense: { m, k, n }, rows: { rows, cols } });
+    if ('results' in torch) {
+      for (const r of torch.results) {
+        const flop = r.op === 'matmul' ? mmFlop : r.op === 'dense fwd' ? fwdFlop : r.op === 'dense bwd' ? bwdFlop : r.op === 'layernorm' ? 8 * rows * cols : 5 * rows * cols;
+        const shape = r.op === 'matmul' ? mmShape : r.op.startsWith('dense') ? denseShape : rowShape;
+        const bytes = r.op === 'layernorm' || r.op === 'softmax' ? rowBytes : null;
+        add(r.op, shape, 'torch', { medianMs: r.medianMs, minMs: r.minMs, runs }, flop, bytes);
+      }
+    }
+  }
+
+  const threads = { gpujs: gpujsThreads(), tfjs: features.threads, ...(torch && 'threads' in torch ? { torch: torch.threads } : {}) };
+  const ratio = (op: string, impl: Impl) => {
     const ours = out.find((r) => r.op === op && r.impl === 'ours');
     const other = out.find((r) => r.op === op && r.impl === impl);
     return ours && other ? other.medianMs / ours.medianMs : null;
   };
   const ops = [...new Set(out.map((r) => r.op))];
-  const denseTotal = (impl: Row['impl']) =>
-    out.filter((r) => r.op.startsWith('dense') && r.impl === impl).reduce((s, r) => s + r.medianMs, 0);
+  const metrics: Record<string, number> = {};
+  for (const r of out) if (r.impl === 'ours' && r.gflops !== null) metrics[`${r.op} ${r.shape} GFLOP/s`] = r.gflops;
   const summary = {
     machine: machineInfo(),
+    threads,
     tfjs: features,
-    gpujs: { backend: 'webasm', threads: 'worker pool (asyncMode)', runs, quick: flags.quick },
+    torch: torch ?? { skipped: 'not requested (--peer torch)' },
+    runs,
+    quick: flags.quick,
     results: out,
-    speedups: Object.fromEntries(ops.map((op) => [op, { oursVsTfjs: ratio(op, 'tfjs'), oursVsNaive: ratio(op, 'naive') }])),
-    denseFwdBwdVsNaive: denseTotal('naive') / denseTotal('ours'),
-    denseFwdBwdVsTfjs: denseTotal('tfjs') / denseTotal('ours'),
+    speedups: Object.fromEntries(ops.map((op) => [op, { vsTfjs: ratio(op, 'tfjs'), vsDot: ratio(op, 'dot'), vsTorch: ratio(op, 'torch') }])),
+    metrics,
   };
   if (flags.json) {
     console.log(JSON.stringify(summary, null, 2));
@@ -159,25 +218,27 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const tableRows = out.map((r) => [
     r.op,
     r.shape,
-    r.impl,
+    IMPL_LABEL[r.impl],
     fmt(r.medianMs),
     fmt(r.gflops, 2),
     fmt(r.gbps, 2),
     r.gflops === null ? '-' : `${((100 * r.gflops) / PEAK_GFLOPS).toFixed(1)}%`,
     r.impl === 'ours' ? fmt(ratio(r.op, 'tfjs'), 2) : '',
-    r.impl === 'ours' ? fmt(ratio(r.op, 'naive'), 2) : '',
+    r.impl === 'ours' ? fmt(ratio(r.op, 'dot'), 2) : '',
+    r.impl === 'ours' ? fmt(ratio(r.op, 'torch'), 3) : '',
   ]);
   const m0 = summary.machine;
   console.log(`kernels benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}, median of ${runs} runs after 1 warm-up`);
-  console.log(`gpu.js webasm (SIMD, worker threads) vs TF.js wasm (simd=${features.simd}, threads=${features.threads}); peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
-  console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', 'ours/TF.js', 'ours/naive'], tableRows));
-  console.log(`ratios are speedups (time of the other ÷ ours; > 1 means ours is faster)`);
-  console.log(`dense fwd+bwd: ${summary.denseFwdBwdVsNaive.toFixed(2)}× vs naive gpu.js, ${summary.denseFwdBwdVsTfjs.toFixed(2)}× vs TF.js`);
+  console.log(`threads: ${describeThreads(threads)}; TF.js simd=${features.simd}; peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
+  if (torch !== undefined && 'skipped' in torch) console.log(`PyTorch peer not run: ${torch.skipped}`);
+  if (torch !== undefined && 'config' in torch) console.log(`PyTorch ${torch.version}, BLAS: ${torch.blas}`);
+  console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ PyTorch'], tableRows));
+  console.log(`ratios are speedups of the compiled runner (time of the other ÷ ours; > 1 means ours is faster), threads as above`);
   return summary;
 }
 
 export const kernelsSuite: Suite = {
   name: 'kernels',
-  description: 'Dense fwd/bwd, LayerNorm, softmax: gpu.js webasm templates vs naive vs TF.js wasm',
+  description: 'matmul and Dense fwd/bwd through the compiled runner, LayerNorm, softmax: vs TF.js wasm (and PyTorch with --peer torch)',
   run,
 };
