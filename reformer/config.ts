@@ -23,6 +23,8 @@ export interface ModelConfig {
   readonly chunkLen: number;
   /** LSH buckets; default 2·L/chunkLen. */
   readonly nBuckets?: number;
+  /** Chunk length of local attention layers when it differs from chunkLen (HF's local_attn_chunk_length). */
+  readonly localChunkLen?: number;
   /** Feed-forward chunk length along the sequence (0 = unchunked). */
   readonly ffChunkLen: number;
   readonly ffActivation: 'relu' | 'gelu';
@@ -100,7 +102,7 @@ export const defaultRunConfig: RunConfig = {
 };
 
 /** Every key a config may name (optional ones included, which the defaults leave out). */
-const modelKeys: readonly (keyof ModelConfig)[] = [...(Object.keys(defaultRunConfig.model) as (keyof ModelConfig)[]), 'nBuckets'];
+const modelKeys: readonly (keyof ModelConfig)[] = [...(Object.keys(defaultRunConfig.model) as (keyof ModelConfig)[]), 'nBuckets', 'localChunkLen'];
 const trainKeys: readonly (keyof TrainConfig)[] = Object.keys(defaultRunConfig.train) as (keyof TrainConfig)[];
 
 function fail(option: string, message: string): never {
@@ -161,6 +163,7 @@ export function validateModelConfig(raw: unknown): ModelConfig {
     nHashes: posInt('model.nHashes', m.nHashes),
     chunkLen: posInt('model.chunkLen', m.chunkLen),
     ...(m.nBuckets !== undefined ? { nBuckets: posInt('model.nBuckets', m.nBuckets) } : {}),
+    ...(m.localChunkLen !== undefined ? { localChunkLen: posInt('model.localChunkLen', m.localChunkLen) } : {}),
     ffChunkLen: nonNegInt('model.ffChunkLen', m.ffChunkLen),
     ffActivation: oneOf('model.ffActivation', m.ffActivation, ['relu', 'gelu'] as const),
     layerNormEpsilon: positiveNumber('model.layerNormEpsilon', m.layerNormEpsilon),
@@ -180,6 +183,7 @@ export function validateModelConfig(raw: unknown): ModelConfig {
   if (usesChunks && L % cfg.chunkLen !== 0) {
     fail('model.chunkLen', `${cfg.chunkLen} does not divide seqLen ${L}`);
   }
+  if (cfg.localChunkLen !== undefined && L % cfg.localChunkLen !== 0) fail('model.localChunkLen', `${cfg.localChunkLen} does not divide seqLen ${L}`);
   if (cfg.nBuckets !== undefined && cfg.nBuckets % 2 !== 0) fail('model.nBuckets', `must be even, got ${cfg.nBuckets}`);
   if (cfg.ffChunkLen > 0 && L % cfg.ffChunkLen !== 0) fail('model.ffChunkLen', `${cfg.ffChunkLen} does not divide seqLen ${L}`);
   return cfg;

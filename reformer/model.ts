@@ -50,7 +50,7 @@ function attentionLayer(kind: AttentionKind, cfg: ModelConfig, overrides: ModelO
         ...(overrides.lshRotations !== undefined ? { rotations: lshRotationsAt(overrides.lshRotations, lshIndex) } : {}),
       });
     case 'local':
-      return LocalAttention({ ...heads, chunkLen: cfg.chunkLen, causal: true });
+      return LocalAttention({ ...heads, chunkLen: cfg.localChunkLen ?? cfg.chunkLen, causal: true });
     case 'full':
       return FullAttention({ ...heads, causal: true });
   }

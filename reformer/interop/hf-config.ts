@@ -123,9 +123,6 @@ export function fromHfConfig(raw: unknown, source: string): ModelConfig {
   const localChunk = c.local_attn_chunk_length;
   const usesLsh = kinds.includes('lsh');
   const usesLocal = kinds.includes('local');
-  if (usesLsh && usesLocal && lshChunk !== localChunk) {
-    fail('local_attn_chunk_length', localChunk, `differs from lsh_attn_chunk_length ${show(lshChunk)}; our model has one chunkLen for both kinds`);
-  }
   if (Array.isArray(c.num_buckets)) fail('num_buckets', c.num_buckets, 'factorised buckets (a list) are not a ModelConfig option here; use an even integer');
   const act = activationToOurs[String(c.hidden_act)];
   if (act === undefined) {
@@ -142,6 +139,11 @@ export function fromHfConfig(raw: unknown, source: string): ModelConfig {
   const ffChunk = c.chunk_size_feed_forward;
   if (typeof ffChunk !== 'number' || !Number.isInteger(ffChunk) || ffChunk < 0 || (ffChunk > 0 && seqLen % ffChunk !== 0)) {
     fail('chunk_size_feed_forward', ffChunk, `must be 0 or a divisor of the sequence length ${seqLen} (our ffChunkLen chunks the same way, along the sequence)`);
+  }
+  for (const [field, value, used] of [['lsh_attn_chunk_length', lshChunk, usesLsh], ['local_attn_chunk_length', localChunk, usesLocal]] as const) {
+    if (used && (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || seqLen % value !== 0)) {
+      fail(field, value, `must divide the sequence length ${seqLen} (HF attends in full when a chunk exceeds the sequence; our chunks tile it)`);
+    }
   }
   const chunkLen = usesLsh ? lshChunk : localChunk;
   const nBucketsDefault = usesLsh && typeof chunkLen === 'number' && chunkLen > 0 ? hfDefaultBuckets(seqLen, chunkLen, c.max_position_embeddings as number) : undefined;
@@ -162,6 +164,8 @@ export function fromHfConfig(raw: unknown, source: string): ModelConfig {
     attention: kinds,
     nHashes: c.num_hashes,
     chunkLen,
+    // local layers get their own chunk length only when it differs (our chunkLen serves both otherwise)
+    ...(usesLsh && usesLocal && localChunk !== lshChunk ? { localChunkLen: localChunk } : {}),
     ...(nBuckets !== undefined ? { nBuckets } : {}),
     ffChunkLen: c.chunk_size_feed_forward,
     ffActivation: act,
@@ -209,7 +213,7 @@ export function toHfConfig(cfg: ModelConfig): Record<string, unknown> {
     num_hashes: cfg.nHashes,
     num_buckets: cfg.nBuckets ?? (2 * L) / cfg.chunkLen,
     lsh_attn_chunk_length: cfg.chunkLen,
-    local_attn_chunk_length: cfg.chunkLen,
+    local_attn_chunk_length: cfg.localChunkLen ?? cfg.chunkLen,
     lsh_num_chunks_before: 1,
     lsh_num_chunks_after: 0,
     local_num_chunks_before: 1,

@@ -27,6 +27,13 @@ describe('fromHfConfig / toHfConfig', () => {
     expect(fromHfConfig(back, 'exported')).toEqual(m);
   });
 
+  it('different local and LSH chunk lengths map to localChunkLen, and back', () => {
+    const m = fromHfConfig({ ...config, local_attn_chunk_length: 16 }, 'c');
+    expect([m.chunkLen, m.localChunkLen]).toEqual([8, 16]);
+    expect(toHfConfig(m)).toMatchObject({ lsh_attn_chunk_length: 8, local_attn_chunk_length: 16 });
+    expect(fromHfConfig(config, 'c').localChunkLen).toBeUndefined();
+  });
+
   it("num_buckets null takes HF's rule (a power of two at most 2L/c), written explicitly", () => {
     // L = 48, c = 8: 2L/c = 12, HF picks 8 (our own default would be 12)
     const c = { ...config, num_buckets: null, axial_pos_shape: [6, 8], max_position_embeddings: 48 };

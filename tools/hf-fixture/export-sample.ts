@@ -1,7 +1,8 @@
 /**
  * The other direction of the HF fixture: a ReformerLM of ours (random init, byte vocabulary),
- * exported with `reformer export --format hf`, plus our float64 logits for fixed inputs and
- * rotations, for make_fixture.py's `check` to load with HF's from_pretrained and compare.
+ * exported with `reformer export --format hf` (local chunks of 32, LSH chunks of 16), plus our
+ * float64 logits for fixed inputs and rotations, for make_fixture.py's `check` to load with HF's
+ * from_pretrained and compare.
  *
  *   npx tsx tools/hf-fixture/export-sample.ts OUT_DIR
  *   -> OUT_DIR/run (our run), OUT_DIR/hf (the export), OUT_DIR/ours.safetensors
@@ -24,7 +25,7 @@ if (out === undefined) throw new Error('usage: export-sample.ts OUT_DIR');
 
 const config = validateRunConfig({
   model: {
-    seqLen: 64, dModel: 32, dFF: 48, nHeads: 2, dHead: 16, nLayers: 3, attention: ['lsh', 'local'], nHashes: 4, chunkLen: 16,
+    seqLen: 64, dModel: 32, dFF: 48, nHeads: 2, dHead: 16, nLayers: 3, attention: ['lsh', 'local'], nHashes: 4, chunkLen: 16, localChunkLen: 32,
     ffChunkLen: 32, ffActivation: 'gelu', axialShape: [8, 8], axialDims: [12, 20], dropout: 0.05,
   },
   train: defaultRunConfig.train,
