@@ -7,6 +7,8 @@
  *   included (the shapes the model is traced, initialised and verified at);
  * - `params?: Params`: its parameters (default `model.init(new InitKey(seed), inputs)`);
  * - `seed?: number`: the initialisation seed when `params` is absent (default 0);
+ * - `intHigh?: number`: random i32 inputs (for `verify`) are drawn in [0, intHigh), e.g. token ids
+ *   below the vocabulary size (default 2);
  * - `loss?: Layer`: a layer taking the model's outputs followed by its inputs and returning a
  *   scalar first; `compile --graph train` differentiates it with respect to every parameter.
  *
@@ -26,6 +28,8 @@ export interface ModelModule {
   readonly inputs: readonly InputSpec[];
   readonly params: Params;
   readonly seed: number;
+  /** Exclusive upper bound of random i32 inputs. */
+  readonly intHigh: number;
   readonly loss?: Layer;
 }
 
@@ -76,6 +80,8 @@ export function checkModelModule(path: string, exports: Record<string, unknown>)
   });
   const seed = exports.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isInteger(seed)) fail(`export 'seed' must be an integer, got ${JSON.stringify(exports.seed)}`);
+  const intHigh = exports.intHigh ?? 2;
+  if (typeof intHigh !== 'number' || !Number.isInteger(intHigh) || intHigh < 1) fail(`export 'intHigh' must be a positive integer, got ${JSON.stringify(exports.intHigh)}`);
   const loss = exports.loss;
   if (loss !== undefined && !isLayer(loss)) fail("export 'loss' is not a Layer (needs name, nIn, nOut, init and apply)");
   const given = exports.params;
@@ -88,6 +94,7 @@ export function checkModelModule(path: string, exports: Record<string, unknown>)
     inputs: specs as InputSpec[],
     params,
     seed: seed as number,
+    intHigh: intHigh as number,
     ...(loss === undefined ? {} : { loss: loss as Layer }),
   };
 }
@@ -100,7 +107,12 @@ export async function loadModelModule(path: string): Promise<ModelModule> {
   try {
     exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (e) {
-    throw new ModelModuleError(`model module '${path}' failed to load: ${(e as Error).message.split('\n')[0]}`);
+    const err = e as Error & { code?: string };
+    // tsx loads a .ts file as CommonJS unless its package says otherwise
+    if (err.code === 'ERR_REQUIRE_CYCLE_MODULE' || /require\(\) ES Module/.test(err.message)) {
+      throw new ModelModuleError(`model module '${path}' was not loaded as an ES module: give its folder a package.json with "type": "module", or name it .mts`);
+    }
+    throw new ModelModuleError(`model module '${path}' failed to load: ${err.message.split('\n')[0]}`);
   }
   return checkModelModule(path, exports);
 }
