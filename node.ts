@@ -10,3 +10,6 @@ export { readTextSource, type TextSource } from './node/text-source.ts';
 export { RunDirectory, loadRun, type LoadedRun } from './reformer/train/run-dir.ts';
 export { openDataSource } from './reformer/train/data-source.ts';
 export { brownCorpusText, brownDocuments, type BrownOptions } from './reformer/data/brown.ts';
+export { importHfCheckpoint, exportHfCheckpoint, type ImportOptions, type ImportResult, type ExportResult } from './reformer/interop/hf-convert.ts';
+export { fromHfConfig, toHfConfig, InteropError } from './reformer/interop/hf-config.ts';
+export { hfMapping, toHfTensors, fromHfTensors, type MappingRow } from './reformer/interop/hf-mapping.ts';
