@@ -1,0 +1,30 @@
+// @ts-check
+/**
+ * One Stryker config for every group; `npm run mutate -- <group>` (stryker/mutate.mjs) sets
+ * MUTATE_GROUP. Concurrency 1: mutation runs share the machine with everything else.
+ */
+import { groups } from './groups.mjs';
+
+const name = process.env.MUTATE_GROUP ?? '';
+const group = groups[/** @type {keyof typeof groups} */ (name)];
+if (group === undefined) throw new Error(`stryker: unknown group '${name}' (groups: ${Object.keys(groups).join(', ')})`);
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  testRunner: 'vitest',
+  plugins: ['@stryker-mutator/vitest-runner'],
+  vitest: { configFile: 'vitest.config.ts', related: false },
+  coverageAnalysis: 'perTest',
+  mutate: group.mutate,
+  testFiles: group.testFiles,
+  concurrency: Number(process.env.MUTATE_CONCURRENCY ?? 1),
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: `reports/mutation/${name}.html` },
+  jsonReporter: { fileName: `reports/mutation/${name}.json` },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
+  tempDirName: `.stryker-tmp/${name}`,
+  ignorePatterns: ['dist', 'runs', 'scratch', 'reports', '.stryker-tmp', 'test/fixtures/hf'],
+  cleanTempDir: 'always',
+  thresholds: { high: 90, low: 85, break: null },
+  timeoutMS: 10_000,
+};
