@@ -23,6 +23,12 @@ export interface ModelConfig {
   readonly chunkLen: number;
   /** LSH buckets; default 2·L/chunkLen. */
   readonly nBuckets?: number;
+  /**
+   * Full-attention layers share one query/key projection, with LSH attention's key normalisation
+   * and self mask (the paper's shared-QK Transformer); their parameters then match an LSH layer's.
+   * Default false.
+   */
+  readonly sharedQK?: boolean;
   /** Chunk length of local attention layers when it differs from chunkLen (HF's local_attn_chunk_length). */
   readonly localChunkLen?: number;
   /** Feed-forward chunk length along the sequence (0 = unchunked). */
@@ -102,7 +108,7 @@ export const defaultRunConfig: RunConfig = {
 };
 
 /** Every key a config may name (optional ones included, which the defaults leave out). */
-const modelKeys: readonly (keyof ModelConfig)[] = [...(Object.keys(defaultRunConfig.model) as (keyof ModelConfig)[]), 'nBuckets', 'localChunkLen'];
+const modelKeys: readonly (keyof ModelConfig)[] = [...(Object.keys(defaultRunConfig.model) as (keyof ModelConfig)[]), 'nBuckets', 'localChunkLen', 'sharedQK'];
 const trainKeys: readonly (keyof TrainConfig)[] = Object.keys(defaultRunConfig.train) as (keyof TrainConfig)[];
 
 function fail(option: string, message: string): never {
@@ -163,6 +169,7 @@ export function validateModelConfig(raw: unknown): ModelConfig {
     nHashes: posInt('model.nHashes', m.nHashes),
     chunkLen: posInt('model.chunkLen', m.chunkLen),
     ...(m.nBuckets !== undefined ? { nBuckets: posInt('model.nBuckets', m.nBuckets) } : {}),
+    ...(m.sharedQK !== undefined ? { sharedQK: bool('model.sharedQK', m.sharedQK) } : {}),
     ...(m.localChunkLen !== undefined ? { localChunkLen: posInt('model.localChunkLen', m.localChunkLen) } : {}),
     ffChunkLen: nonNegInt('model.ffChunkLen', m.ffChunkLen),
     ffActivation: oneOf('model.ffActivation', m.ffActivation, ['relu', 'gelu'] as const),

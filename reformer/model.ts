@@ -52,7 +52,7 @@ function attentionLayer(kind: AttentionKind, cfg: ModelConfig, overrides: ModelO
     case 'local':
       return LocalAttention({ ...heads, chunkLen: cfg.localChunkLen ?? cfg.chunkLen, causal: true });
     case 'full':
-      return FullAttention({ ...heads, causal: true });
+      return FullAttention({ ...heads, causal: true, sharedQK: cfg.sharedQK ?? false });
   }
 }
 
