@@ -116,61 +116,75 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<number> {
   if (outKind === 'other') throw new Error(`--out '${out}' exists and is not a directory; give a directory for the run`);
   if (opts.resume && outKind === 'missing') throw new Error(`--resume: run directory '${out}' does not exist; check --out, or start a new run without --resume`);
 
-  // A fresh run validates everything before it touches the file system.
-  const fresh = opts.resume ? undefined : await (async () => {
-    const dataSpec = opts.data ?? 'brown';
-    const config = withFlags(await readConfig(opts.config), dataSpec, opts);
-    return { config, data: await openDataSource(dataSpec, config.model) };
-  })();
+  return opts.resume ? resumeRun(opts) : startRun(opts);
+}
 
+/** Entries of a run directory other than the lock. */
+const runEntries = (dir: string) => readdirSync(dir).filter((n) => n !== RUN_LOCK);
+
+function refuseNonEmpty(out: string, entries: readonly string[]): never {
+  const what = entries.includes(RUN_MANIFEST) ? 'a run' : `${entries.length} file(s)`;
+  throw new Error(`--out '${out}' already holds ${what}; continue it with --resume, choose another --out, or start over with --force (moves the old run aside)`);
+}
+
+async function startRun(opts: TrainCommandOptions): Promise<number> {
+  const out = opts.out;
+  // Everything is validated before the file system is touched.
+  const dataSpec = opts.data ?? 'brown';
+  const config = withFlags(await readConfig(opts.config), dataSpec, opts);
+  const data = await openDataSource(dataSpec, config.model);
+  if (kindOf(out) === 'directory' && runEntries(out).length > 0 && !opts.force) refuseNonEmpty(out, runEntries(out));
   mkdirSync(out, { recursive: true });
   const lock = RunLock.acquire(out);
   try {
     if (lock.reclaimed) console.log(`reclaimed a stale lock of pid ${lock.reclaimed.pid} (that process is gone)`);
-    let manifest: RunManifest;
-    let data: OpenedData;
-    let resumeFrom: number | undefined;
-    if (fresh) {
-      const entries = readdirSync(out).filter((n) => n !== RUN_LOCK);
-      if (entries.length > 0 && !opts.force) {
-        throw new Error(
-          `--out '${out}' already holds ${entries.includes(RUN_MANIFEST) ? 'a run' : `${entries.length} file(s)`}; continue it with --resume, choose another --out, or start over with --force (moves the old run aside)`,
-        );
-      }
-      const runner = await openRunner(opts.backend);
-      if (entries.length > 0) console.log(`moved the previous contents of ${out} to ${moveAside(out, entries)}`);
-      data = fresh.data;
-      manifest = {
-        config: fresh.config,
-        seed: opts.seed,
-        data: data.identity,
-        backend: { requested: opts.backend, resolved: runner.description },
-        packageVersion: packageVersion(),
-        createdAt: new Date().toISOString(),
-      };
-      await writeRunManifest(out, manifest);
-      return await runTraining(out, lock, manifest, data, runner, false, opts.progress);
-    }
+    // Again under the lock: another process may have started a run here meanwhile.
+    const entries = runEntries(out);
+    if (entries.length > 0 && !opts.force) refuseNonEmpty(out, entries);
+    const runner = await openRunner(opts.backend);
+    if (entries.length > 0) console.log(`moved the previous contents of ${out} to ${moveAside(out, entries)}`);
+    const manifest: RunManifest = {
+      config,
+      seed: opts.seed,
+      data: data.identity,
+      backend: { requested: opts.backend, resolved: runner.description },
+      packageVersion: packageVersion(),
+      createdAt: new Date().toISOString(),
+    };
+    await writeRunManifest(out, manifest);
+    return await runTraining(out, lock, manifest, data, runner, false, opts.progress);
+  } finally {
+    lock.release();
+  }
+}
 
-    const recorded = await readRunManifest(out);
-    if (recorded === undefined) {
-      throw new Error(`--resume: '${out}' has no run manifest (${RUN_MANIFEST}), so there is no run to continue; start one with: reformer train --out ${out}`);
-    }
-    const config = await resumeConfig(recorded, opts, out);
-    const advice = `restore it, or start a new run with another --out`;
-    if (opts.data !== undefined) {
-      data = await openDataSource(opts.data, config.model);
-      const mismatch = describeDataMismatch(recorded.data, data.identity);
-      if (mismatch !== undefined) throw new Error(`--resume: --data contradicts the run in '${out}': ${mismatch}; drop --data to continue the run`);
-    } else {
-      data = await openRecordedData(recorded.data, config.model, advice);
-    }
-    resumeFrom = await latestCheckpoint(out);
+async function resumeRun(opts: TrainCommandOptions): Promise<number> {
+  const out = opts.out;
+  // The flags are checked against the manifest before the lock is taken, so a refusal writes nothing.
+  const recorded = await readRunManifest(out);
+  if (recorded === undefined) {
+    throw new Error(`--resume: '${out}' has no run manifest (${RUN_MANIFEST}), so there is no run to continue; start one with: reformer train --out ${out}`);
+  }
+  const config = await resumeConfig(recorded, opts, out);
+  let data: OpenedData;
+  if (opts.data !== undefined) {
+    data = await openDataSource(opts.data, config.model);
+    const mismatch = describeDataMismatch(recorded.data, data.identity);
+    if (mismatch !== undefined) throw new Error(`--resume: --data contradicts the run in '${out}': ${mismatch}; drop --data to continue the run`);
+  } else {
+    data = await openRecordedData(recorded.data, config.model, 'restore it, or start a new run with another --out');
+  }
+  const lock = RunLock.acquire(out);
+  try {
+    if (lock.reclaimed) console.log(`reclaimed a stale lock of pid ${lock.reclaimed.pid} (that process is gone)`);
+    const now = await readRunManifest(out);
+    if (now === undefined || firstDifference(now, recorded) !== undefined) throw new Error(`the run in '${out}' changed while this command started (another process wrote it); try again`);
+    const resumeFrom = await latestCheckpoint(out);
     if (resumeFrom !== undefined && resumeFrom >= config.train.steps) {
       console.log(`the run in ${out} is finished: its last checkpoint is step ${resumeFrom} of ${config.train.steps}; nothing to do (pass --steps N, N > ${resumeFrom}, to train further)`);
       return 0;
     }
-    manifest = { ...recorded, config };
+    const manifest: RunManifest = { ...recorded, config };
     if (config.train.steps !== recorded.config.train.steps) {
       await writeRunManifest(out, manifest);
       console.log(`run length changed from ${recorded.config.train.steps} to ${config.train.steps} steps (recorded in ${RUN_MANIFEST})`);
@@ -214,7 +228,7 @@ async function runTraining(
       // Second signal: leave now. Checkpoints are atomic, so an interrupted save leaves the previous one.
       TrainProgress.restoreTerminal();
       lock.release();
-      process.stderr.write(`reformer: ${signal} again: exiting without saving (the last checkpoint in ${out} is intact)\n`);
+      process.stderr.write(`reformer: ${signal} again: exiting without saving (checkpoints already in ${out} are intact)\n`);
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     stopSignal = signal;

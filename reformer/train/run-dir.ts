@@ -93,11 +93,15 @@ export class RunDirectory implements CheckpointStore {
   }
 
   async loadLatest(expected: ReadonlyMap<string, HostTensor>, optimizer: Optimizer): Promise<{ step: number } | undefined> {
-    if ((await latestCheckpoint(this.root)) === undefined) return undefined;
+    if ((await latestCheckpoint(this.root)) === undefined) {
+      await this.truncateLog(0);
+      return undefined;
+    }
     const expectedTree: Record<string, HostTensor> = Object.fromEntries(expected);
     const loaded = await loadCheckpoint(this.root, { expectedParams: expectedTree });
     optimizer.loadState(loaded.optimizer);
     assignInPlace(expected, loaded.params);
+    await this.truncateLog(loaded.step);
     return { step: loaded.step };
   }
 

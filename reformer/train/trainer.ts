@@ -144,6 +144,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     saved = done;
   };
   for (let step = start; step < steps; step++) {
+    // A step may be all synchronous work; yielding to the event loop lets signal handlers (SIGINT)
+    // and the progress bar's timer run between steps.
+    await new Promise((resolve) => setImmediate(resolve));
     if (options.shouldStop?.()) {
       await save(step);
       return { model, paramTree, params, steps, stoppedAt: step };
