@@ -6,13 +6,14 @@
  * the compiler's own runs on webasm and cpu.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Node, Project, SyntaxKind } from 'ts-morph';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { compileCommand, compileModelGraph } from '../../cli/commands/compile.ts';
+import { compileCommand, compileModelGraph, moduleGraph } from '../../cli/commands/compile.ts';
+import { loadModelModule } from '../../cli/load-model.ts';
 import { compile, type CompiledGraph } from '../../compiler/codegen/compile.ts';
 import { emitKernelModule, kernelIdentifier } from '../../compiler/emit-module.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
@@ -25,6 +26,7 @@ import { buildModel } from '../../reformer/model.ts';
 import { objectiveFeeds } from '../../reformer/train/objective.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { closeness } from '../support/numeric.ts';
+import { sizeOf } from '../../compiler/ir/types.ts';
 import { availableBackends } from './support.ts';
 
 const dirs: string[] = [];
@@ -117,15 +119,19 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { GPU } from 'gpu.js';
 import * as logits from './logits.ts';
 import * as train from './train.ts';
+import * as example from './example.ts';
 
-const raw = JSON.parse(readFileSync('feeds.json', 'utf8'));
-const feeds = Object.fromEntries(Object.entries(raw).map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
+const read = (file) =>
+  Object.fromEntries(Object.entries(JSON.parse(readFileSync(file, 'utf8'))).map(([k, t]) => [k, { shape: t.shape, data: Float32Array.from(t.data) }]));
+const feeds = read('feeds.json');
+const exampleFeeds = read('example-feeds.json');
 const out = {};
 for (const mode of JSON.parse(readFileSync('backends.json', 'utf8'))) {
   const gpu = new GPU({ mode });
   out[mode] = {
     logits: (await logits.run(gpu, feeds)).map((a) => Array.from(a)),
     train: (await train.run(gpu, feeds)).map((a) => Array.from(a)),
+    example: (await example.run(gpu, exampleFeeds)).map((a) => Array.from(a)),
   };
   gpu.destroy();
 }
@@ -138,7 +144,7 @@ process.exit(0);
 `;
 
 describe('the emitted module runs alone', () => {
-  it('a fresh process that imports only the module and gpu.js reproduces the compiler\'s ReformerLM forward and train step (webasm, cpu)', async () => {
+  it('a fresh process that imports only the module and gpu.js reproduces the compiler\'s ReformerLM forward and train step, and an example model module compiled by the CLI (webasm, cpu)', async () => {
     const backends = await availableBackends();
     expect(backends.length).toBeGreaterThan(0);
     const dir = mkdtempSync(join(tmpdir(), 'reformer-standalone-'));
@@ -164,13 +170,31 @@ describe('the emitted module runs alone', () => {
     const byPath = new Map(flattenParams(params) as Array<[string, HostTensor]>);
     const tokens: HostTensor = { shape: [batchSize, seqLen], dtype: 'i32', data: Int32Array.from({ length: batchSize * seqLen }, (_, i) => (i * 7 + 3) % vocabSize) };
     const weights: HostTensor = { shape: [batchSize, seqLen], dtype: 'f32', data: new Float32Array(batchSize * seqLen).fill(1) };
-    const feeds = { ...objectiveFeeds(logits.plan.graph, byPath, { tokens }, 5), ...objectiveFeeds(train.plan.graph, byPath, { tokens, weights }, 5) };
+    const feeds: Record<string, HostTensor> = { ...objectiveFeeds(logits.plan.graph, byPath, { tokens }, 5), ...objectiveFeeds(train.plan.graph, byPath, { tokens, weights }, 5) };
     expect(train.plan.buffers.size).toBeGreaterThan(0);
     expect([...train.plan.buffers.values()]).toContain('random'); // dropout and LSH rotations
-    writeFileSync(join(dir, 'feeds.json'), JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }]))));
+    // a model module through the CLI: `reformer compile examples/tiny-reformer.ts --emit DIR`
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      await compileCommand({ model: 'examples/tiny-reformer.ts', emit: join(dir, 'emitted') });
+    } finally {
+      log.mockRestore();
+    }
+    renameSync(join(dir, 'emitted', 'kernels.ts'), join(dir, 'example.ts'));
+    const m = await loadModelModule('examples/tiny-reformer.ts');
+    const exampleGraph = moduleGraph(m, 'forward');
+    const exampleParams = new Map(flattenParams(m.params) as Array<[string, HostTensor]>);
+    const exampleFeeds: Record<string, HostTensor> = { seed: { shape: [], dtype: 'i32', data: Int32Array.of(5) } };
+    for (const n of exampleGraph.inputNodes()) {
+      if (n.role === 'param') exampleFeeds[n.name] = exampleParams.get(n.name.slice('params.'.length))!;
+      else if (n.name === 'tokens') exampleFeeds.tokens = { shape: n.shape, dtype: 'i32', data: Int32Array.from({ length: sizeOf(n.shape) }, (_, i) => (i * 5 + 1) % m.intHigh) };
+    }
+    const asJson = (f: Record<string, HostTensor>) => JSON.stringify(Object.fromEntries(Object.entries(f).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.data) }])));
+    writeFileSync(join(dir, 'feeds.json'), asJson(feeds));
+    writeFileSync(join(dir, 'example-feeds.json'), asJson(exampleFeeds));
 
     await promisify(execFile)(resolve('node_modules/.bin/tsx'), ['run.ts'], { cwd: dir, timeout: 240_000 });
-    const { out, draws } = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as { out: Record<string, Record<'logits' | 'train', number[][]>>; draws: number[] };
+    const { out, draws } = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as { out: Record<string, Record<'logits' | 'train' | 'example', number[][]>>; draws: number[] };
 
     // the emitted generator is the compiler's, bit for bit
     const want: number[] = [];
@@ -182,8 +206,12 @@ describe('the emitted module runs alone', () => {
     for (const backend of backends) {
       const runner = await CompiledRunner.create({ backend });
       try {
-        for (const [name, compiled] of [['logits', logits], ['train', train]] as const) {
-          const ours = await runner.run(compiled.plan.graph, feeds, compiled.plan.wanted);
+        for (const [name, graph, wanted, own] of [
+          ['logits', logits.plan.graph, logits.plan.wanted, feeds],
+          ['train', train.plan.graph, train.plan.wanted, feeds],
+          ['example', exampleGraph, exampleGraph.outputs, exampleFeeds],
+        ] as const) {
+          const ours = await runner.run(graph, own, wanted);
           const alone = out[backend]![name];
           expect(alone.length).toBe(ours.length);
           ours.forEach((t, i) => {
