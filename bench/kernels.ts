@@ -34,7 +34,7 @@ interface Row {
 }
 
 const IMPL_LABEL: Record<Impl, string> = {
-  ours: 'compiled runner',
+  ours: 'ours',
   dot: 'runner, one dot/thread',
   tfjs: 'TF.js wasm',
   torch: 'PyTorch',
@@ -233,7 +233,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   if (torch !== undefined && 'skipped' in torch) console.log(`PyTorch peer not run: ${torch.skipped}`);
   if (torch !== undefined && 'config' in torch) console.log(`PyTorch ${torch.version}, BLAS: ${torch.blas}`);
   console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ PyTorch'], tableRows));
-  console.log(`ratios are speedups of the compiled runner (time of the other ÷ ours; > 1 means ours is faster), threads as above`);
+  console.log(`ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`);
   return summary;
 }
 

@@ -4,20 +4,30 @@
  */
 import { pathToFileURL } from 'node:url';
 import { loaders } from './suites.ts';
+import { compareToBaseline, runBaseline, takeBaseline } from './support/baseline.ts';
 
 export async function runBench(argv: readonly string[]): Promise<unknown> {
   const [name, ...rest] = argv;
   const known = Object.keys(loaders).sort().join(', ');
-  if (!name || name.startsWith('-')) throw new Error(`usage: npm run bench -- <suite> [--json] [--quick]; suites: ${known}`);
+  if (!name || name.startsWith('-')) throw new Error(`usage: npm run bench -- <suite> [--json] [--quick] [--peer torch] [--baseline <git-ref>]; suites: ${known}`);
   const load = loaders[name];
   if (!load) throw new Error(`bench: unknown suite '${name}' (known: ${known})`);
+  const suiteArgs = [...rest];
+  const baseline = takeBaseline(suiteArgs);
   const flags = {
-    json: rest.includes('--json'),
-    quick: rest.includes('--quick'),
-    rest: rest.filter((a) => a !== '--json' && a !== '--quick'),
+    json: suiteArgs.includes('--json'),
+    quick: suiteArgs.includes('--quick'),
+    rest: suiteArgs.filter((a) => a !== '--json' && a !== '--quick'),
   };
   const suite = await load();
-  return suite.run(flags);
+  const summary = await suite.run(flags);
+  if (baseline === undefined) return summary;
+  // the same suite on another commit, after ours (see bench/support/baseline.ts)
+  const base = await runBaseline(baseline, name, suiteArgs.filter((a) => a !== '--json'));
+  const metrics = (summary as { metrics?: Record<string, number> }).metrics ?? {};
+  if (flags.json) console.log(JSON.stringify({ baseline: base, metrics }, null, 2));
+  else console.log(compareToBaseline(metrics, base));
+  return { ...(summary as object), baseline: base };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

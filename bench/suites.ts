@@ -21,6 +21,7 @@ export const loaders: Record<string, () => Promise<Suite>> = {
   kernels: async () => (await import('./kernels.ts')).kernelsSuite,
   memory: async () => (await import('./memory.ts')).memorySuite,
   attention: async () => (await import('./attention.ts')).attentionSuite,
+  train: async () => (await import('./train.ts')).trainSuite,
   browser: async () => (await import('./browser.ts')).browserSuite,
 };
 
