@@ -47,15 +47,26 @@ export async function renderPlot(records: readonly RunLogRecord[], title: string
     ...(r.bpc !== undefined ? [{ step: r.step, value: r.bpc, series: `${r.type} bits/char` }] : []),
     ...(r.accuracy !== undefined ? [{ step: r.step, value: r.accuracy, series: `${r.type} accuracy` }] : []),
   ]);
+  return renderSeries(values, title, { points: records.length < 60 });
+}
+
+export interface SeriesPoint {
+  readonly step: number;
+  readonly value: number;
+  readonly series: string;
+}
+
+/** Line plot of named series over steps as SVG (also used by `npm run repro` for several runs in one plot). */
+export async function renderSeries(values: readonly SeriesPoint[], title: string, options: { points?: boolean; yTitle?: string; zeroBaseline?: boolean } = {}): Promise<string> {
   const spec: vl.TopLevelSpec = {
     title,
     width: 640,
     height: 360,
-    data: { values },
-    mark: { type: 'line', point: records.length < 60 },
+    data: { values: values.map((v) => ({ ...v })) },
+    mark: { type: 'line', point: options.points ?? false },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
-      y: { field: 'value', type: 'quantitative', title: null },
+      y: { field: 'value', type: 'quantitative', title: options.yTitle ?? null, scale: { zero: options.zeroBaseline ?? true } },
       color: { field: 'series', type: 'nominal', title: null },
     },
   };
@@ -67,7 +78,13 @@ export async function renderPlot(records: readonly RunLogRecord[], title: string
 export async function plotRunLog(logPath: string, outPath: string): Promise<void> {
   const ext = extname(outPath).toLowerCase();
   if (ext !== '.svg' && ext !== '.png') throw new Error(`plot output must end in .svg or .png, got '${outPath}'`);
-  const svg = await renderPlot(await readRunLog(logPath), logPath);
+  await writePlot(await renderPlot(await readRunLog(logPath), logPath), outPath);
+}
+
+/** Writes an SVG plot to `outPath` (.svg, or .png rasterised with resvg), atomically. */
+export async function writePlot(svg: string, outPath: string): Promise<void> {
+  const ext = extname(outPath).toLowerCase();
+  if (ext !== '.svg' && ext !== '.png') throw new Error(`plot output must end in .svg or .png, got '${outPath}'`);
   let bytes: Uint8Array | string = svg;
   if (ext === '.png') {
     const { Resvg } = await import('@resvg/resvg-js');
