@@ -109,6 +109,10 @@ export async function evaluateModel(
   return { loss, bpc: bitsPerChar(loss), accuracy: correct / Math.max(weightSum, 1e-9) };
 }
 
+// setImmediate in Node (no timer clamp); a browser page has none, so setTimeout there.
+const yieldToEventLoop = (): Promise<void> =>
+  new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
+
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, data, runner, seed } = options;
   const { batchSize, steps } = config.train;
@@ -146,7 +150,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   for (let step = start; step < steps; step++) {
     // A step may be all synchronous work; yielding to the event loop lets signal handlers (SIGINT)
     // and the progress bar's timer run between steps.
-    await new Promise((resolve) => setImmediate(resolve));
+    await yieldToEventLoop();
     if (options.shouldStop?.()) {
       await save(step);
       return { model, paramTree, params, steps, stoppedAt: step };
