@@ -21,6 +21,22 @@ describe('browser bundle', () => {
     expect(text).not.toMatch(/\bimport\(\s*["']node:/);
   });
 
+  it('the core uses no Node global unguarded (setImmediate, Buffer, process, require, __dirname)', async () => {
+    const r = await buildLibrary();
+    const offending: string[] = [];
+    const global = /\bsetImmediate\b|\bBuffer\.|\b__dirname\b|\b__filename\b|(?<![.\w])require\(|(?<![.\w])process\./;
+    for (const input of Object.keys(r.metafile.inputs).filter((p) => !p.includes('node_modules'))) {
+      const lines = (await readFile(input, 'utf8')).split('\n');
+      lines.forEach((line, i) => {
+        const code = line.trim();
+        // comments, and uses behind a `typeof x` check, are fine
+        if (code.startsWith('//') || code.startsWith('*') || code.startsWith('/*') || code.includes('typeof ')) return;
+        if (global.test(code.replace(/\/\/.*$/, ''))) offending.push(`${input}:${i + 1}: ${code}`);
+      });
+    }
+    expect(offending).toEqual([]);
+  });
+
   it('the demo bundle has no Node built-in import either', async () => {
     const r = await buildDemo();
     expect(nodeBuiltinImports(r.metafile)).toEqual([]);
