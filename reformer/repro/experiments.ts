@@ -1,0 +1,161 @@
+/**
+ * The paper's experiments as grids: training arms (one shipped config each, under configs/) crossed
+ * with evaluation attentions. `duplication` is Table 2 (train attention × eval attention, second-half
+ * accuracy); `text` compares the Transformer, its shared-QK and reversible variants and the Reformer
+ * with LSH-2/4/8 on the bundled Brown corpus (held-out bits/char).
+ */
+import { readFileSync } from 'node:fs';
+import { validateModelConfig, validateRunConfig, type ModelConfig, type RunConfig } from '../config.ts';
+import type { ModelOverrides } from '../model.ts';
+
+export type ExperimentName = 'duplication' | 'text';
+export const experimentNames: readonly ExperimentName[] = ['duplication', 'text'];
+
+/** One training run per seed: a row of the table. */
+export interface TrainArm {
+  /** Folder name of the cell and file name (without .json) of its config under configs/. */
+  readonly id: string;
+  readonly label: string;
+}
+
+/** How a trained model is evaluated: a column of the table. */
+export type EvalAttention = { readonly kind: 'trained' } | { readonly kind: 'full' } | { readonly kind: 'lsh'; readonly nHashes: number };
+
+export interface EvalArm {
+  readonly id: string;
+  readonly label: string;
+  readonly attention: EvalAttention;
+}
+
+export interface Experiment {
+  readonly name: ExperimentName;
+  readonly title: string;
+  /** The `--data` source every cell trains and evaluates on. */
+  readonly data: 'duplication' | 'brown';
+  /** What the table reports: second-half accuracy (higher is better) or held-out bits/char. */
+  readonly metric: 'accuracy' | 'bpc';
+  readonly trainArms: readonly TrainArm[];
+  readonly evalArms: readonly EvalArm[];
+  /** The paper's numbers in the same layout (null where the paper has none), with their source. */
+  readonly paper?: { readonly values: readonly (readonly (number | null)[])[]; readonly source: string };
+}
+
+const lshEval = (n: number): EvalArm => ({ id: `lsh${n}`, label: `LSH-${n}`, attention: { kind: 'lsh', nHashes: n } });
+
+export const duplicationExperiment: Experiment = {
+  name: 'duplication',
+  title: 'Duplication task (paper Table 2): second-half accuracy, rows = training attention, columns = evaluation attention',
+  data: 'duplication',
+  metric: 'accuracy',
+  trainArms: [
+    { id: 'dup-full', label: 'Full' },
+    { id: 'dup-lsh4', label: 'LSH-4' },
+    { id: 'dup-lsh2', label: 'LSH-2' },
+    { id: 'dup-lsh1', label: 'LSH-1' },
+  ],
+  evalArms: [{ id: 'full', label: 'Full', attention: { kind: 'full' } }, lshEval(8), lshEval(4), lshEval(2), lshEval(1)],
+  paper: {
+    // Kitaev, Kaiser, Levskaya, "Reformer: The Efficient Transformer" (ICLR 2020), Table 2:
+    // length 1024, vocabulary 128, 1 layer, d_model 256, 4 heads, 150K steps.
+    source: 'Reformer paper (Kitaev et al., ICLR 2020), Table 2: L = 1024, 1 layer, d_model 256, 4 heads, 150K steps',
+    values: [
+      [1.0, 0.948, 0.925, 0.769, 0.525],
+      [0.008, 1.0, 0.999, 0.994, 0.919],
+      [0.008, 1.0, 0.999, 0.981, 0.868],
+      [0.008, 0.999, 0.996, 0.948, 0.779],
+    ],
+  },
+};
+
+export const textExperiment: Experiment = {
+  name: 'text',
+  title: 'Brown corpus (byte level): held-out bits/char, rows = model, columns = evaluation attention',
+  data: 'brown',
+  metric: 'bpc',
+  trainArms: [
+    { id: 'text-transformer', label: 'Transformer' },
+    { id: 'text-sharedqk', label: 'Transformer, shared-QK' },
+    { id: 'text-reversible', label: 'Reversible Transformer' },
+    { id: 'text-lsh2', label: 'Reformer LSH-2' },
+    { id: 'text-lsh4', label: 'Reformer LSH-4' },
+    { id: 'text-lsh8', label: 'Reformer LSH-8' },
+  ],
+  evalArms: [{ id: 'trained', label: 'as trained', attention: { kind: 'trained' } }, { id: 'full', label: 'Full', attention: { kind: 'full' } }, lshEval(8), lshEval(16)],
+};
+
+export const experiments: Readonly<Record<ExperimentName, Experiment>> = { duplication: duplicationExperiment, text: textExperiment };
+
+export function experimentByName(name: string): Experiment {
+  const e = (experiments as Record<string, Experiment | undefined>)[name];
+  if (e === undefined) throw new Error(`repro: unknown experiment '${name}'; known: ${experimentNames.join(', ')}`);
+  return e;
+}
+
+/** The shipped config of a training arm, `configs/<id>.json`, validated. */
+export function armConfig(arm: TrainArm): RunConfig {
+  const url = new URL(`../../configs/${arm.id}.json`, import.meta.url);
+  let text: string;
+  try {
+    text = readFileSync(url, 'utf8');
+  } catch {
+    throw new Error(`repro: cannot read the config of '${arm.id}' (configs/${arm.id}.json)`);
+  }
+  try {
+    return validateRunConfig(JSON.parse(text));
+  } catch (e) {
+    throw new Error(`repro: configs/${arm.id}.json: ${(e as Error).message}`);
+  }
+}
+
+export interface EvalSetup {
+  readonly model: ModelConfig;
+  readonly overrides: ModelOverrides;
+}
+
+/**
+ * The model that evaluates a trained config with another attention, or undefined when that
+ * attention cannot reuse the trained weights (LSH needs shared-QK weights; local layers have no
+ * full or LSH counterpart here). A shared-QK full model and an LSH model have the same parameters,
+ * so each evaluates as the other.
+ */
+export function evalSetup(trained: ModelConfig, attention: EvalAttention): EvalSetup | undefined {
+  const kinds = new Set(trained.attention);
+  const allFull = kinds.size === 1 && kinds.has('full');
+  const allLsh = kinds.size === 1 && kinds.has('lsh');
+  switch (attention.kind) {
+    case 'trained':
+      return { model: trained, overrides: {} };
+    case 'full':
+      if (allFull) return { model: trained, overrides: {} };
+      return allLsh ? { model: trained, overrides: { lshAsFull: true } } : undefined;
+    case 'lsh':
+      if (allLsh) return { model: trained, overrides: { nHashes: attention.nHashes } };
+      if (allFull && trained.sharedQK === true) {
+        return { model: validateModelConfig({ ...trained, attention: ['lsh'], nHashes: attention.nHashes }), overrides: {} };
+      }
+      return undefined;
+  }
+}
+
+/** A tiny scale for checking the machinery in seconds (`--quick`): same arms, toy model and data length. */
+export function quickScale(config: RunConfig): RunConfig {
+  const m = config.model;
+  return validateRunConfig({
+    model: {
+      ...m,
+      seqLen: 32,
+      dModel: 32,
+      dFF: 64,
+      nHeads: 2,
+      dHead: 16,
+      nLayers: Math.min(m.nLayers, 2),
+      chunkLen: 8,
+      ffChunkLen: 0,
+      axialShape: [4, 8],
+      axialDims: [16, 16],
+      ...(m.nBuckets !== undefined ? { nBuckets: 8 } : {}),
+      ...(m.localChunkLen !== undefined ? { localChunkLen: 8 } : {}),
+    },
+    train: { ...config.train, batchSize: 4, steps: 6, warmupSteps: 2, evalEvery: 3, evalBatches: 1, checkpointEvery: 3 },
+  });
+}
