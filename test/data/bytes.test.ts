@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BYTE_VOCAB_SIZE, decodeBytes, encodeBytes, EOS_ID, idsToBytes, PAD_ID } from '../../reformer/data/bytes.ts';
@@ -39,9 +39,17 @@ describe('byte tokens', () => {
   });
 });
 
+const dirs: string[] = [];
+afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'text-'));
+  dirs.push(dir);
+  return dir;
+}
+
 describe('reading a text source', () => {
   it('reads a file, or a folder recursively in sorted order, skipping hidden and binary files', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'text-'));
+    const dir = await tempDir();
     await mkdir(join(dir, 'b'));
     await mkdir(join(dir, '.git'));
     await writeFile(join(dir, 'b', 'z.txt'), 'zz\n');
@@ -59,7 +67,7 @@ describe('reading a text source', () => {
   });
 
   it('clear errors for missing, empty, binary and text-less sources', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'text-'));
+    const dir = await tempDir();
     await expect(readTextSource(join(dir, 'nope'))).rejects.toThrow(/'.*nope' does not exist/);
     await expect(readTextSource(dir)).rejects.toThrow(/has no non-empty text files/);
     await writeFile(join(dir, 'e.txt'), '');

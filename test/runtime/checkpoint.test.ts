@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +11,12 @@ const model = () => Serial(Embedding(11, 6), LayerNorm(), Dense(4));
 const initParams = (seed: number) => model().init(new InitKey(seed), [spec([2, 3], 'i32')]);
 const flat = (p: Params) => new Map(flattenParams(p));
 
+const roots: string[] = [];
+afterAll(() => Promise.all(roots.map((r) => rm(r, { recursive: true, force: true }))));
 async function root() {
-  return mkdtemp(join(tmpdir(), 'ckpt-'));
+  const dir = await mkdtemp(join(tmpdir(), 'ckpt-'));
+  roots.push(dir);
+  return dir;
 }
 
 /** Parameters and optimizer state as they would be after `step` training steps. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
@@ -93,6 +93,7 @@ describe('safetensors round trip', () => {
     await writeFile(path, new Uint8Array(3));
     await expect(readSafetensors(path)).rejects.toThrow(new RegExp(`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: file is 3 bytes`));
     await expect(readSafetensors(join(dir, 'missing'))).rejects.toThrow(/cannot read safetensors file/);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('the encoder rejects bad input', () => {
