@@ -13,7 +13,7 @@ if (group === undefined) throw new Error(`stryker: unknown group '${name}' (grou
 export default {
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
-  vitest: { configFile: 'vitest.config.ts', related: false },
+  vitest: { configFile: process.env.MUTATE_VITEST_CONFIG ?? 'stryker/vitest.config.ts', related: false },
   coverageAnalysis: 'perTest',
   mutate: group.mutate,
   testFiles: group.testFiles,
@@ -25,6 +25,8 @@ export default {
   tempDirName: `.stryker-tmp/${name}`,
   ignorePatterns: ['dist', 'runs', 'scratch', 'reports', '.stryker-tmp', 'test/fixtures/hf'],
   cleanTempDir: 'always',
+  // `--incremental` reuses this file's results for mutants whose code and tests did not change.
+  incrementalFile: `reports/mutation/${name}.incremental.json`,
   thresholds: { high: 90, low: 85, break: null },
   timeoutMS: 10_000,
 };
