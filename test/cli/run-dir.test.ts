@@ -50,8 +50,8 @@ describe('run directories (child processes)', () => {
     expect(existsSync(join(out, 'run.lock'))).toBe(false);
   });
 
-  it('a second training on a directory in use is refused by the lock (with resume too), and readers are not blocked', async () => {
-    // Long enough never to finish here: it is stopped with SIGINT once the checks are done.
+  it('a second training on a directory in use is refused by the lock (with resume too), readers are not blocked, SIGTERM saves', async () => {
+    // Long enough never to finish here: it is stopped with SIGTERM once the checks are done.
     const endless = tinySetup(tmp.dir, { steps: 100000, checkpointEvery: 5, evalEvery: 100000 }).config;
     const out = join(tmp.dir, 'staggered');
     const first = new CliProcess(trainArgs(out, endless));
@@ -65,9 +65,11 @@ describe('run directories (child processes)', () => {
     expect(plot.code, plot.stderr).toBe(0);
     const evaluated = await runCli(['eval', '--checkpoint', out, '--backend', 'reference', '--batches', '1']);
     expect(evaluated.code, evaluated.stderr).toBe(0);
-    first.child.kill('SIGINT');
+    first.child.kill('SIGTERM');
     const done = await first.done;
-    expect(done.code, done.stderr).toBe(130);
+    expect(done.code, done.stderr).toBe(143);
+    const stoppedAt = Number(/SIGTERM: stopped after step (\d+); checkpoint saved/.exec(done.stdout)?.[1]);
+    expect(readFileSync(join(out, 'latest'), 'utf8').trim()).toBe(`step-${stoppedAt}`);
     const steps = logRecords(out).map((r) => r.step);
     expect(steps).toEqual(Array.from({ length: steps.length }, (_, i) => i + 1));
   });
