@@ -30,6 +30,8 @@ import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo } from './support/measure.ts';
 import { loadTfWasm } from './support/tfjs.ts';
 import { blockedPeakBytes, tfAttentionFwdBwd, type Tf } from './support/tfjs-attention.ts';
+import { describeThreads, gpujsThreads } from './support/runtimes.ts';
+import { peerRequested, runTorchPeer, type TorchPeerOutcome } from './support/torch-peer.ts';
 
 const N_HEADS = 4;
 const D_HEAD = 64;
@@ -50,7 +52,7 @@ type Status = 'ok' | 'skipped (memory)' | 'over time budget' | 'failed';
 export interface AttentionCell {
   L: number;
   method: string;
-  runner: 'compiled' | 'reference' | 'tfjs';
+  runner: 'compiled' | 'reference' | 'tfjs' | 'torch';
   status: Status;
   /** Median of the timed runs (after one warm-up that includes compilation), seconds. */
   medianS: number | null;
@@ -289,6 +291,28 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     }
   }
 
+  // PyTorch peer: the compiled cells that ran, same shapes, our LSH layer and full attention in
+  // PyTorch (bench/support/lsh_attention_torch.py), after ours
+  let torch: TorchPeerOutcome | undefined;
+  if (peerRequested(flags.rest)) {
+    const ran = cells.filter((c) => c.runner === 'compiled' && c.status === 'ok');
+    const peerCells = ran.map((c) => {
+      const lsh = /^lsh h(\d+) c(\d+)$/.exec(c.method);
+      return lsh ? { name: c.method, method: 'lsh', L: c.L, nHashes: Number(lsh[1]), chunkLen: Number(lsh[2]) } : { name: c.method, method: 'full', L: c.L };
+    });
+    log(`PyTorch peer: ${peerCells.length} cells`);
+    torch = await runTorchPeer({ suite: 'attention', runs: 3, nHeads: N_HEADS, dHead: D_HEAD, dModel: D_MODEL, cells: peerCells });
+    if ('results' in torch) {
+      for (const r of torch.results) {
+        const L = Number(r.L);
+        cells.push({ L, method: r.op, runner: 'torch', status: 'ok', medianS: r.medianMs / 1000, firstS: null, runs: 3, peakBytes: null });
+      }
+    }
+  }
+  const torchAt = (c: AttentionCell) => cells.find((t) => t.runner === 'torch' && t.L === c.L && t.method === c.method)?.medianS ?? null;
+  const threads = { gpujs: gpujsThreads(), tfjs: features.threads, ...(torch && 'threads' in torch ? { torch: torch.threads } : {}) };
+  const metrics: Record<string, number> = {};
+  for (const c of cells) if (c.runner === 'compiled' && c.status === 'ok') metrics[`${c.method} L=${c.L} fwd+bwd s`] = c.medianS!;
   const tfAt = (L: number) => cells.find((c) => c.runner === 'tfjs' && c.L === L && c.status === 'ok')?.medianS ?? null;
   // Where TF.js could not run, an estimate from its fitted growth (labelled as such everywhere).
   const tfPoints = cells.filter((c) => c.runner === 'tfjs' && c.status === 'ok').map((c) => [c.L, c.medianS!] as const);
@@ -311,6 +335,9 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     cells,
     exponents,
     tfjsEstimates: Object.fromEntries(lengths.flatMap((L) => (tfEstimate(L) === null ? [] : [[L, tfEstimate(L)]]))),
+    threads,
+    torch: torch ?? { skipped: 'not requested (--peer torch)' },
+    metrics,
   };
   if (flags.json) {
     console.log(JSON.stringify(summary, null, 2));
@@ -329,6 +356,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
         fmt(c.peakBytes === null ? null : c.peakBytes / 2 ** 20, 1),
         c.status === 'ok' && tfs !== null ? fmt(tfs / c.medianS!, 2) : '-',
         c.status === 'ok' && est !== null && c.runner !== 'tfjs' ? `~${fmt(est / c.medianS!, 1)}` : '-',
+        c.status === 'ok' && c.runner === 'compiled' && torchAt(c) !== null ? fmt(torchAt(c)! / c.medianS!, 3) : '-',
         c.status === 'ok' ? `${c.runs}${c.note ? ` (${c.note})` : ''}` : (c.note ?? ''),
       ];
     });
@@ -337,7 +365,10 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   console.log(
     `one causal layer, fwd+bwd, B=1, d_model=${D_MODEL}, ${N_HEADS} heads × dK ${D_HEAD}; memory budget ${(budgetBytes / 2 ** 30).toFixed(0)} GiB, cell budget ${cellBudgetS} s (TF.js ${tfjsBudgetS} s, query blocks of ${TFJS_BLOCK_ROWS})`,
   );
-  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'TF.js full ÷ this', 'est. TF.js ÷ this', 'runs / note'], rows));
+  console.log(`threads: ${describeThreads(threads)}`);
+  if (torch !== undefined && 'skipped' in torch) console.log(`PyTorch peer not run: ${torch.skipped}`);
+  if (torch !== undefined && 'blas' in torch) console.log(`PyTorch ${torch.version}, BLAS: ${torch.blas}; its LSH layer is ours written in PyTorch (bench/support/lsh_attention_torch.py)`);
+  console.log(formatTable(['L', 'method', 'median s', 'peak MB', 'TF.js full ÷ this', 'est. TF.js ÷ this', 'PyTorch ÷ this', 'runs / note'], rows));
   if (tfExponent !== null && tfLast !== undefined) {
     console.log(
       `est.: where TF.js could not run, its time extrapolated from L=${tfLast[0]} with its fitted exponent ${tfExponent.toFixed(2)} (an estimate, not a measurement)`,

@@ -1,0 +1,132 @@
+/**
+ * A prototype for the alternative docs/benchmarks.md proposes: a matmul micro-kernel assembled
+ * directly as WebAssembly SIMD bytes, with what gpu.js's webasm code generator cannot emit —
+ * `v128.load` of four adjacent floats and `v128.load32_splat` — and a 4×8 register tile (eight
+ * f32x4 accumulators). Per k step: two vector loads of B, four splat loads of A, eight multiplies
+ * and eight adds for 32 multiply-adds, against one four-load gather plus four scalar loads and
+ * splats per 16 multiply-adds in the gpu.js kernel (compiler/codegen/packed-matmul.ts).
+ *
+ * Single-threaded, benchmark only (the kernels suite times it next to the compiled runner and
+ * TF.js). Layout: A packed as row quads [m/4][k][4], B as column octets [n/8][k][8], C row-major;
+ * m must be a multiple of 4 and n of 8.
+ */
+
+const uleb = (v: number): number[] => {
+  const out: number[] = [];
+  do {
+    let byte = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+};
+const sleb = (v: number): number[] => {
+  const out: number[] = [];
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+};
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const name = (s: string): number[] => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
+
+// opcodes
+const I32 = 0x7f;
+const V128 = 0x7b;
+const get = (i: number) => [0x20, ...uleb(i)];
+const set = (i: number) => [0x21, ...uleb(i)];
+const i32c = (v: number) => [0x41, ...sleb(v)];
+const add = [0x6a];
+const mul = [0x6c];
+const ltU = [0x49];
+const simd = (op: number, ...imm: number[]) => [0xfd, ...uleb(op), ...imm];
+const memarg = (align: number, offset: number) => [...uleb(align), ...uleb(offset)];
+const v128Load = (offset: number) => simd(0x00, ...memarg(4, offset));
+const load32Splat = (offset: number) => simd(0x09, ...memarg(2, offset));
+const v128Store = (offset: number) => simd(0x0b, ...memarg(4, offset));
+const f32x4Add = simd(0xe4);
+const f32x4Mul = simd(0xe6);
+const v128Zero = simd(0x0c, ...new Array<number>(16).fill(0));
+
+/** The module bytes: export `mm(a, b, c, m, k, n)` over an imported memory. */
+export function wasmMatmulModule(): Uint8Array<ArrayBuffer> {
+  // params 0..5: a, b, c, m, k, n; i32 locals 6..10: i4 (row quad), j8 (col octet), kk, pa, pb
+  const [A, B, C, M, K, N, I4, J8, KK, PA, PB] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const acc = (r: number, h: number) => 11 + r * 2 + h; // v128 locals 11..18
+  const [B0, B1, AV] = [19, 20, 21];
+  const loop = (body: number[], counter: number, limit: number[]): number[] => [
+    ...i32c(0), ...set(counter),
+    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...get(counter), ...limit, ...ltU, 0x45, 0x0d, 1, // if !(counter < limit) break
+    ...body,
+    ...get(counter), ...i32c(1), ...add, ...set(counter),
+    0x0c, 0, 0x0b, 0x0b, // br loop; end loop; end block
+  ];
+  const kStep: number[] = [
+    ...get(PB), ...v128Load(0), ...set(B0),
+    ...get(PB), ...v128Load(16), ...set(B1),
+    ...[0, 1, 2, 3].flatMap((r) => [
+      ...get(PA), ...load32Splat(4 * r), ...set(AV),
+      ...get(acc(r, 0)), ...get(AV), ...get(B0), ...f32x4Mul, ...f32x4Add, ...set(acc(r, 0)),
+      ...get(acc(r, 1)), ...get(AV), ...get(B1), ...f32x4Mul, ...f32x4Add, ...set(acc(r, 1)),
+    ]),
+    ...get(PA), ...i32c(16), ...add, ...set(PA),
+    ...get(PB), ...i32c(32), ...add, ...set(PB),
+  ];
+  const tile: number[] = [
+    ...[0, 1, 2, 3].flatMap((r) => [...v128Zero, ...set(acc(r, 0)), ...v128Zero, ...set(acc(r, 1))]),
+    // pa = a + i4·k·16, pb = b + j8·k·32
+    ...get(A), ...get(I4), ...get(K), ...mul, ...i32c(16), ...mul, ...add, ...set(PA),
+    ...get(B), ...get(J8), ...get(K), ...mul, ...i32c(32), ...mul, ...add, ...set(PB),
+    ...loop(kStep, KK, get(K)),
+    // C[(4·i4 + r)·n + 8·j8] ← acc(r, 0), acc(r, 1)
+    ...[0, 1, 2, 3].flatMap((r) => [
+      ...get(C), ...get(I4), ...i32c(4), ...mul, ...i32c(r), ...add, ...get(N), ...mul, ...get(J8), ...i32c(8), ...mul, ...add, ...i32c(4), ...mul, ...add,
+      ...set(PA),
+      ...get(PA), ...get(acc(r, 0)), ...v128Store(0),
+      ...get(PA), ...get(acc(r, 1)), ...v128Store(16),
+    ]),
+  ];
+  const quadsBound = [...get(M), ...i32c(2), 0x76]; // m >> 2 (i32.shr_u)
+  const octetsBound = [...get(N), ...i32c(3), 0x76]; // n >> 3
+  const body = [...loop(loop(tile, J8, octetsBound), I4, quadsBound), 0x0b];
+  const locals = vec([[...uleb(5), I32], [...uleb(11), V128]]);
+  const func = [...locals, ...body];
+  return Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32]]), 0x00]])),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])),
+    ...section(3, vec([[0x00]])),
+    ...section(7, vec([[...name('mm'), 0x00, 0x00]])),
+    ...section(10, vec([[...uleb(func.length), ...func]])),
+  ]);
+}
+
+export interface WasmMatmul {
+  /** C = A·B for row-major A [m×k], B [k×n]; packs, copies in, multiplies, copies out. */
+  (a: Float32Array, b: Float32Array): Float32Array;
+}
+
+export function createWasmMatmul(m: number, k: number, n: number): WasmMatmul {
+  if (m % 4 !== 0 || n % 8 !== 0) throw new RangeError(`wasm matmul prototype: m must be a multiple of 4 and n of 8, got m=${m}, n=${n}`);
+  const bytes = 4 * (m * k + k * n + m * n);
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) + 1 });
+  const { mm } = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule()), { env: { memory } }).exports as {
+    mm: (a: number, b: number, c: number, m: number, k: number, n: number) => void;
+  };
+  const f32 = new Float32Array(memory.buffer);
+  const [aOff, bOff, cOff] = [0, m * k, m * k + k * n];
+  return (a, b) => {
+    for (let r = 0; r < m; r++) for (let kk = 0; kk < k; kk++) f32[aOff + ((r >> 2) * k + kk) * 4 + (r & 3)] = a[r * k + kk]!;
+    for (let kk = 0; kk < k; kk++) for (let j = 0; j < n; j++) f32[bOff + ((j >> 3) * k + kk) * 8 + (j & 7)] = b[kk * n + j]!;
+    mm(4 * aOff, 4 * bOff, 4 * cOff, m, k, n);
+    return f32.slice(cOff, cOff + m * n);
+  };
+}
