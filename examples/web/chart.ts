@@ -1,6 +1,6 @@
 /** A minimal live line chart of the training loss on a canvas (no charting library in the bundle). */
 
-const PAD = { left: 56, right: 16, top: 16, bottom: 40 };
+const PAD = { left: 56, right: 16, top: 16, bottom: 64 };
 
 function niceStep(range: number, ticks: number): number {
   const raw = range / ticks;
@@ -45,8 +45,10 @@ export function drawLossChart(canvas: HTMLCanvasElement, values: readonly number
   ctx.textBaseline = 'top';
   const xStep = Math.max(1, niceStep(n, 6));
   for (let s = 0; s <= n - 1; s += xStep) ctx.fillText(String(s + 1), x(s), h - PAD.bottom + 8);
-  ctx.fillText('step', PAD.left + plotW / 2, h - 22);
+  ctx.textBaseline = 'bottom';
+  ctx.fillText('step', PAD.left + plotW / 2, h - 4);
   ctx.save();
+  ctx.textBaseline = 'top';
   ctx.translate(16, PAD.top + plotH / 2);
   ctx.rotate(-Math.PI / 2);
   ctx.fillText('loss (bits/char)', 0, -8);
