@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { checkSeed, defaultRunConfig, validateRunConfig, type RunConfig } from '../../reformer/config.ts';
 import { train, type TrainRecord, type TrainResult } from '../../reformer/train/trainer.ts';
-import { crashPointFromEnv, RunDirectory } from '../../reformer/train/run-dir.ts';
+import { crashPointFromEnv, RunDirectory, RUN_LOG } from '../../reformer/train/run-dir.ts';
 import { RunLock, RUN_LOCK } from '../../reformer/train/run-lock.ts';
 import { firstDifference, packageVersion, readRunManifest, writeRunManifest, RUN_MANIFEST, type RunManifest } from '../../reformer/train/run-manifest.ts';
 import { dataSpecOf, describeDataMismatch, openDataSource, openRecordedData, type OpenedData } from '../../reformer/train/data-source.ts';
@@ -122,9 +122,15 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<number> {
 /** Entries of a run directory other than the lock. */
 const runEntries = (dir: string) => readdirSync(dir).filter((n) => n !== RUN_LOCK);
 
-function refuseNonEmpty(out: string, entries: readonly string[]): never {
-  const what = entries.includes(RUN_MANIFEST) ? 'a run' : `${entries.length} file(s)`;
-  throw new Error(`--out '${out}' already holds ${what}; continue it with --resume, choose another --out, or start over with --force (moves the old run aside)`);
+/** Whether `entries` look like a run directory's (so `--force` may move them aside). */
+const looksLikeRun = (entries: readonly string[]) => entries.some((n) => n === RUN_MANIFEST || n === RUN_LOG || n === 'latest' || /^step-\d+$/.test(n));
+
+/** Refuses a fresh run in a non-empty directory unless `--force` may move a previous run aside. */
+function checkEmpty(out: string, entries: readonly string[], force: boolean): void {
+  if (entries.length === 0) return;
+  if (!looksLikeRun(entries)) throw new Error(`--out '${out}' is not empty and holds no run (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}); choose another --out`);
+  if (force) return;
+  throw new Error(`--out '${out}' already holds a run; continue it with --resume, choose another --out, or start over with --force (moves the old run aside)`);
 }
 
 async function startRun(opts: TrainCommandOptions): Promise<number> {
@@ -133,14 +139,14 @@ async function startRun(opts: TrainCommandOptions): Promise<number> {
   const dataSpec = opts.data ?? 'brown';
   const config = withFlags(await readConfig(opts.config), dataSpec, opts);
   const data = await openDataSource(dataSpec, config.model);
-  if (kindOf(out) === 'directory' && runEntries(out).length > 0 && !opts.force) refuseNonEmpty(out, runEntries(out));
+  if (kindOf(out) === 'directory') checkEmpty(out, runEntries(out), opts.force);
   mkdirSync(out, { recursive: true });
   const lock = RunLock.acquire(out);
   try {
     if (lock.reclaimed) console.log(`reclaimed a stale lock of pid ${lock.reclaimed.pid} (that process is gone)`);
     // Again under the lock: another process may have started a run here meanwhile.
     const entries = runEntries(out);
-    if (entries.length > 0 && !opts.force) refuseNonEmpty(out, entries);
+    checkEmpty(out, entries, opts.force);
     const runner = await openRunner(opts.backend);
     if (entries.length > 0) console.log(`moved the previous contents of ${out} to ${moveAside(out, entries)}`);
     const manifest: RunManifest = {

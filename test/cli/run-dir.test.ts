@@ -3,7 +3,7 @@
  * the first run stays intact; --force moves it aside; two trainings at once never mix; SIGINT saves a
  * checkpoint from which --resume continues exactly.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliProcess, errorLine, finalState, logRecords, runCli, snapshot, stopAll, tempFolder, tinySetup } from './support.ts';
@@ -125,12 +125,22 @@ describe('run directories (child processes)', () => {
     expect(existsSync(join(out, 'run.lock'))).toBe(false);
   });
 
-  it('--out naming a file is one clear error before any work', async () => {
+  it('--out naming a file, or a folder that holds no run, is one clear error before any work', async () => {
     const file = join(tmp.dir, 'a-file');
     writeFileSync(file, 'not a run');
     const r = await runCli(trainArgs(file));
     expect(r.code).toBe(1);
     expect(errorLine(r)).toMatch(/--out '.*a-file' exists and is not a directory/);
     expect(readFileSync(file, 'utf8')).toBe('not a run');
+
+    // A folder of other files is never a run to move aside, even with --force.
+    const folder = join(tmp.dir, 'notes');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'todo.txt'), 'keep me');
+    const forced = await runCli([...trainArgs(folder), '--force']);
+    expect(errorLine(forced)).toMatch(/--out '.*notes' is not empty and holds no run \(todo\.txt\); choose another --out/);
+    expect(readdirSync(folder)).toEqual(['todo.txt']);
+    expect(readFileSync(join(folder, 'todo.txt'), 'utf8')).toBe('keep me');
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('notes.'))).toEqual([]);
   });
 });
