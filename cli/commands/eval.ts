@@ -1,5 +1,5 @@
 /** `reformer eval`: held-out bits per character, or second-half accuracy on the duplication task. */
-import { loadRun } from '../../reformer/train/run-dir.ts';
+import { loadRun } from '../../node.ts';
 import { evaluateModel } from '../../reformer/train/trainer.ts';
 import { buildModel } from '../../reformer/model.ts';
 import { openDataSource, openRecordedData } from '../../reformer/train/data-source.ts';

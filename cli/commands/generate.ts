@@ -1,5 +1,5 @@
 /** `reformer generate`: samples bytes from a checkpoint and prints them as they come. */
-import { loadRun } from '../../reformer/train/run-dir.ts';
+import { loadRun } from '../../node.ts';
 import { buildModel } from '../../reformer/model.ts';
 import { contextLength, escapeControlChars, generate } from '../../reformer/generate.ts';
 import { checkSeed } from '../../reformer/config.ts';

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { InitKey, spec, type InputSpec, type Layer, type Params } from '../../dsl/layer.ts';
 import { defaultRunConfig, validateRunConfig, type RunConfig } from '../../reformer/config.ts';
 import { buildModel } from '../../reformer/model.ts';
-import { loadRun } from '../../reformer/train/run-dir.ts';
+import { loadRun } from '../../node.ts';
 import { verifyReversible } from '../../reformer/verify.ts';
 import { isModelModulePath, loadModelModule } from '../load-model.ts';
 import { openRunner } from './runner.ts';
