@@ -105,6 +105,7 @@ export class Adafactor implements Optimizer {
         const vc = this.slots.get(`vc/${k}`)!.data;
         const rowSum = new Float64Array(rows);
         const colSum = new Float64Array(cols);
+        // Stryker disable next-line EqualityOperator: an extra batch pass writes only past the end of the slot and update arrays (dropped)
         for (let b = 0; b < batch; b++) {
           rowSum.fill(0);
           colSum.fill(0);
@@ -123,8 +124,10 @@ export class Adafactor implements Optimizer {
           }
           rowMean /= rows;
           for (let c = 0; c < cols; c++) vc[b * cols + c] = decay * vc[b * cols + c]! + (mix * colSum[c]!) / rows;
+          // Stryker disable next-line EqualityOperator: row `rows` writes the next batch's first row (rewritten when that batch runs) or past the end
           for (let r = 0; r < rows; r++) {
             const rowFactor = Math.sqrt(rowMean / (vr[b * rows + r]! + eps1));
+            // Stryker disable next-line EqualityOperator: column `cols` writes the next row's first entry (rewritten when that row runs) or past the end
             for (let c = 0; c < cols; c++) {
               const i = base + r * cols + c;
               y[i] = (g[i]! * rowFactor) / Math.sqrt(vc[b * cols + c]! + eps1);
@@ -133,6 +136,7 @@ export class Adafactor implements Optimizer {
         }
       } else {
         const v = this.slots.get(`v/${k}`)!.data;
+        // Stryker disable next-line EqualityOperator: one more pass only reads past the end (undefined) and writes past the end of a typed array, which is dropped
         for (let i = 0; i < g.length; i++) {
           v[i] = decay * v[i]! + mix * g[i]! * g[i]!;
           y[i] = g[i]! / Math.sqrt(v[i]! + eps1);
@@ -144,11 +148,13 @@ export class Adafactor implements Optimizer {
       const keep = 1 - this.weightDecay;
       if (this.beta1 > 0) {
         const m = this.slots.get(`m/${k}`)!.data;
+        // Stryker disable next-line EqualityOperator: one more pass only reads past the end (undefined) and writes past the end of a typed array, which is dropped
         for (let i = 0; i < w.length; i++) {
           m[i] = this.beta1 * m[i]! + (1 - this.beta1) * scale * y[i]!;
           w[i] = keep * w[i]! - m[i]!;
         }
       } else {
+        // Stryker disable next-line EqualityOperator: one more pass only reads past the end (undefined) and writes past the end of a typed array, which is dropped
         for (let i = 0; i < w.length; i++) w[i] = keep * w[i]! - scale * y[i]!;
       }
     }

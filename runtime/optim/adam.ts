@@ -66,6 +66,7 @@ export class Adam implements Optimizer {
       const g = grads.get(k)!.data;
       const m = this.m.get(k)!.data;
       const v = this.v.get(k)!.data;
+      // Stryker disable next-line EqualityOperator: one more pass only reads past the end (undefined) and writes past the end of a typed array, which is dropped
       for (let i = 0; i < w.length; i++) {
         const gi = g[i]!;
         const mi = b1 * m[i]! + (1 - b1) * gi;
