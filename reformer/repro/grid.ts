@@ -59,6 +59,12 @@ export interface CellResult {
   readonly evals: Readonly<Record<string, CellEval | null>>;
   /** Held-out evaluations logged during training. */
   readonly curve: readonly CurvePoint[];
+  /**
+   * Median wall and CPU (process user + system, all threads) seconds per training step of this
+   * invocation, first step (compiling) excluded; absent when it trained fewer than 2 steps. The
+   * CPU time is what the step costs on an idle machine; the wall time depends on the load.
+   */
+  readonly stepTime?: { readonly wallSeconds: number; readonly cpuSeconds: number; readonly steps: number };
 }
 
 export interface GridOptions {
@@ -156,6 +162,12 @@ async function readCurve(dir: string): Promise<{ curve: CurvePoint[]; trainSecon
   return { curve, trainSeconds };
 }
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 const countParams = (params: ReadonlyMap<string, HostTensor>) => [...params.values()].reduce((n, t) => n + t.data.length, 0);
 
 /** One cell; undefined when `shouldStop` interrupted its training (a checkpoint is saved). */
@@ -182,11 +194,13 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
     }
     const before = await latestCheckpoint(dir);
     let training: CellResult['training'] = 'skipped';
+    const stepTimes: { wall: number; cpu: number }[] = [];
     if (before === undefined || before < steps) {
       training = before === undefined ? 'trained' : 'resumed';
       log(`${tag} ${before === undefined ? 'training' : `resuming at step ${before}`}, ${steps} steps`);
       const store = new RunDirectory(dir, { keep: config.train.keepCheckpoints, lock, data: data.identity });
       const every = Math.max(1, Math.floor(steps / 10));
+      let cpuBefore = process.cpuUsage();
       const result = await train({
         config,
         data,
@@ -195,9 +209,14 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
         store,
         resume: true,
         onRecord: (r) => {
+          if (r.type === 'train') {
+            const cpu = process.cpuUsage(cpuBefore);
+            cpuBefore = process.cpuUsage();
+            stepTimes.push({ wall: r.seconds ?? 0, cpu: (cpu.user + cpu.system) / 1e6 });
+          }
           store.appendLog(r);
           if (r.type === 'eval') log(`${tag} step ${r.step}/${steps}: held-out loss ${r.loss.toFixed(4)}, bits/char ${r.bpc.toFixed(3)}, accuracy ${(100 * (r.accuracy ?? 0)).toFixed(2)}%`);
-          else if (r.step % every === 0) log(`${tag} step ${r.step}/${steps}: loss ${r.loss.toFixed(4)}, ${(r.seconds ?? 0).toFixed(2)} s/step`);
+          else if (r.step % every === 0) log(`${tag} step ${r.step}/${steps}: loss ${r.loss.toFixed(4)}, ${(r.seconds ?? 0).toFixed(2)} s/step wall, ${stepTimes.at(-1)!.cpu.toFixed(2)} s CPU`);
         },
         ...(options.shouldStop ? { shouldStop: options.shouldStop } : {}),
       });
@@ -230,7 +249,9 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
       await writeFileAtomic(join(dir, CELL_RECORD), `${JSON.stringify({ step: run.step, evals } satisfies CellRecord, null, 2)}\n`);
     }
     const { curve, trainSeconds } = await readCurve(dir);
-    return { seed, arm, dir, training, evaluated, step: run.step, params: countParams(run.params), trainSeconds, evals, curve };
+    const timed = stepTimes.slice(1);
+    const stepTime = timed.length > 0 ? { wallSeconds: median(timed.map((t) => t.wall)), cpuSeconds: median(timed.map((t) => t.cpu)), steps: timed.length } : undefined;
+    return { seed, arm, dir, training, evaluated, step: run.step, params: countParams(run.params), trainSeconds, evals, curve, ...(stepTime ? { stepTime } : {}) };
   } finally {
     lock.release();
   }

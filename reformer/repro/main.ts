@@ -44,7 +44,7 @@ export function resultsJson(grid: GridResult, tables: ResultTables): object {
     wallSeconds: grid.wallSeconds,
     stopped: grid.stopped,
     tables,
-    cells: grid.cells.map(({ seed, arm, dir, training, evaluated, step, params, trainSeconds, evals, curve }) => ({
+    cells: grid.cells.map(({ seed, arm, dir, training, evaluated, step, params, trainSeconds, stepTime, evals, curve }) => ({
       seed,
       arm: arm.id,
       dir,
@@ -53,6 +53,7 @@ export function resultsJson(grid: GridResult, tables: ResultTables): object {
       step,
       params,
       trainSeconds,
+      stepTime,
       evals,
       curve,
     })),

@@ -18,7 +18,14 @@ export interface ResultTables {
   /** Mean over the seeds that have the cell. */
   readonly mean: Cells;
   /** Training steps, parameter count and summed step time of each row (seed mean). */
-  readonly rowInfo: readonly { readonly steps: number | null; readonly params: number | null; readonly trainSeconds: number | null }[];
+  readonly rowInfo: readonly {
+    readonly steps: number | null;
+    readonly params: number | null;
+    readonly trainSeconds: number | null;
+    /** Median seconds per step of the invocations that trained (wall under the load of the day; CPU). */
+    readonly stepWallSeconds: number | null;
+    readonly stepCpuSeconds: number | null;
+  }[];
   readonly paper?: { readonly values: Cells; readonly source: string };
 }
 
@@ -48,6 +55,8 @@ export function buildTables(grid: Pick<GridResult, 'experiment' | 'seeds' | 'cel
       steps: mean(cells.map((c) => c.step)),
       params: cells[0]?.params ?? null,
       trainSeconds: mean(cells.map((c) => c.trainSeconds)),
+      stepWallSeconds: mean(cells.map((c) => c.stepTime?.wallSeconds ?? null)),
+      stepCpuSeconds: mean(cells.map((c) => c.stepTime?.cpuSeconds ?? null)),
     };
   });
   return {
@@ -91,10 +100,16 @@ export function renderTables(t: ResultTables): string {
     markdownTable(t, t.mean, t.paper?.values),
   ];
   if (t.paper) parts.push('', `Paper: ${t.paper.source}.`);
-  parts.push('', '| row | steps | parameters | training time (s, summed step times) |', '|---|---|---|---|');
+  const seconds = (v: number | null, digits: number) => (v === null ? '—' : v.toFixed(digits));
+  parts.push(
+    '',
+    '| row | steps | parameters | training time (s, summed step times) | s/step wall (median) | s/step CPU (median) |',
+    '|---|---|---|---|---|---|',
+  );
   t.rows.forEach((row, r) => {
     const info = t.rowInfo[r]!;
-    parts.push(`| ${row.label} | ${info.steps ?? '—'} | ${info.params?.toLocaleString('en') ?? '—'} | ${info.trainSeconds === null ? '—' : info.trainSeconds.toFixed(0)} |`);
+    const cells = [info.steps ?? '—', info.params?.toLocaleString('en') ?? '—', seconds(info.trainSeconds, 0), seconds(info.stepWallSeconds, 2), seconds(info.stepCpuSeconds, 2)];
+    parts.push(`| ${row.label} | ${cells.join(' | ')} |`);
   });
   if (t.perSeed.length > 1) {
     for (const s of t.perSeed) parts.push('', `Seed ${s.seed}:`, '', markdownTable(t, s.values));
