@@ -21,6 +21,11 @@ import type { PageApi } from './protocol.ts';
 
 /** Seeds of the random shapes per kernel kind and backend. */
 const SEEDS = [11, 12, 13];
+/**
+ * Per-test limit: the first run of each graph compiles all its kernels, which SwiftShader does on
+ * the CPU (the webgl2 training step: 49 s alone, 78 s with other suites on the same 2 cores).
+ */
+const SLOW = 400_000;
 const RTOL = 1e-4;
 const ATOL = 1e-5;
 
@@ -66,7 +71,7 @@ export function describeBackendInChromium(backend: ConcreteBackend): void {
           });
         }
       }
-    });
+    }, SLOW);
 
     it('row templates: LayerNorm, softmax, logsumexp (poisoned outputs first)', async () => {
       const runs = await call('rowTemplates', backend, [21, 22, 23, 24]);
@@ -92,7 +97,7 @@ export function describeBackendInChromium(backend: ConcreteBackend): void {
         expectClose(run.softmax, sm, 1e-4, 1e-6, `${what} softmax`);
         expectClose(run.logSumExp, lse, 1e-5, 1e-5, `${what} logsumexp`);
       }
-    });
+    }, SLOW);
 
     it('lshAttention on the fixed cases of the Node tests', async () => {
       const runs = await call('lsh', backend);
@@ -106,7 +111,7 @@ export function describeBackendInChromium(backend: ConcreteBackend): void {
         expect(run.buckets, `${backend} ${c.name}: buckets`).toEqual(Array.from(want.buckets));
         expectClose(run.output, want.output, RTOL, ATOL, `${backend} ${c.name}: output`);
       }
-    });
+    }, SLOW);
 
     it("a ReformerLM training step: loss and every gradient match Node's reference", async () => {
       const got = await call('trainStep', backend);
@@ -128,6 +133,6 @@ export function describeBackendInChromium(backend: ConcreteBackend): void {
       expect(lossError).toBeLessThan(1e-5);
       expect(worst, `worst gradient ${worstName}`).toBeLessThanOrEqual(1);
       expect(Object.keys(got.grads).sort()).toEqual([...want.grads.keys()].sort());
-    });
+    }, SLOW);
   });
 }

@@ -34,7 +34,7 @@ describe('the demo page', () => {
         return (s.status === 'done' && s.sample !== undefined) || s.status === 'error';
       },
       undefined,
-      { timeout: 170_000, polling: 500 },
+      { timeout: 380_000, polling: 500 },
     );
     const state = await p.evaluate(() => (window as unknown as { reformerDemo: { state: DemoState } }).reformerDemo.state);
     expect(state.error).toBeUndefined();
@@ -55,5 +55,5 @@ describe('the demo page', () => {
     const target = process.env.REFORMER_SCREENSHOT === '1' ? join(DOCS, 'browser-demo.png') : join(tmpdir(), 'reformer-browser-demo.png');
     await writeFile(target, png);
     console.log(`[demo] screenshot: ${target}`);
-  }, 180_000);
+  }, 400_000);
 });
