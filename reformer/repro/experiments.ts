@@ -91,19 +91,23 @@ export function experimentByName(name: string): Experiment {
   return e;
 }
 
-/** The shipped config of a training arm, `configs/<id>.json`, validated. */
-export function armConfig(arm: TrainArm): RunConfig {
-  const url = new URL(`../../configs/${arm.id}.json`, import.meta.url);
+/**
+ * The shipped config of a training arm, `configs/<id>.json`, or of a variant of the grid (another
+ * scale), `configs/<id>-<variant>.json`, validated.
+ */
+export function armConfig(arm: TrainArm, variant?: string): RunConfig {
+  if (variant !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(variant)) throw new Error(`repro: --variant must be lower-case letters, digits and '-', got '${variant}'`);
+  const file = `configs/${arm.id}${variant !== undefined ? `-${variant}` : ''}.json`;
   let text: string;
   try {
-    text = readFileSync(url, 'utf8');
+    text = readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
   } catch {
-    throw new Error(`repro: cannot read the config of '${arm.id}' (configs/${arm.id}.json)`);
+    throw new Error(`repro: cannot read the config of '${arm.id}' (${file})`);
   }
   try {
     return validateRunConfig(JSON.parse(text));
   } catch (e) {
-    throw new Error(`repro: configs/${arm.id}.json: ${(e as Error).message}`);
+    throw new Error(`repro: ${file}: ${(e as Error).message}`);
   }
 }
 

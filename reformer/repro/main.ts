@@ -1,6 +1,6 @@
 /**
  * `npm run repro -- <duplication|text> [--json] [--out DIR] [--seeds N] [--steps N] [--quick]
- * [--backend NAME]`: runs (or resumes) an experiment grid, then writes `results.json`, `table.md`
+ * [--variant NAME] [--backend NAME]`: runs (or resumes) an experiment grid, then writes `results.json`, `table.md`
  * and `curves.svg` into the output folder and prints the table (or the JSON with --json).
  */
 import { mkdirSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { writeFileAtomic } from '../../runtime/checkpoint.ts';
 import { openRunner } from '../../cli/commands/runner.ts';
-import { experimentByName, experimentNames, quickScale } from './experiments.ts';
+import { armConfig, experimentByName, experimentNames, quickScale, type TrainArm } from './experiments.ts';
 import { runGrid, type GridResult } from './grid.ts';
 import { buildTables, renderTables, type ResultTables } from './table.ts';
 import { writeCurves } from './curves.ts';
@@ -30,6 +30,8 @@ export interface ReproOptions {
   readonly seeds: number;
   readonly steps?: number;
   readonly quick: boolean;
+  /** Read configs/<arm>-<variant>.json instead of configs/<arm>.json (another scale of the grid). */
+  readonly variant?: string;
   readonly json: boolean;
   readonly backend: string;
 }
@@ -63,7 +65,10 @@ export function resultsJson(grid: GridResult, tables: ResultTables): object {
 export async function runRepro(opts: ReproOptions): Promise<number> {
   const experiment = experimentByName(opts.experiment);
   if (!backends.includes(opts.backend)) throw new Error(`repro: unknown --backend '${opts.backend}'; allowed: ${backends.join(', ')}`);
-  const out = opts.out ?? join('runs', 'repro', opts.quick ? `${experiment.name}-quick` : experiment.name);
+  const variant = opts.variant;
+  const folder = [experiment.name, ...(variant !== undefined ? [variant] : []), ...(opts.quick ? ['quick'] : [])].join('-');
+  const out = opts.out ?? join('runs', 'repro', folder);
+  for (const arm of experiment.trainArms) armConfig(arm, variant); // every config readable before anything runs
   mkdirSync(out, { recursive: true });
   const runner = await openRunner(opts.backend);
   const log = (line: string) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -86,6 +91,7 @@ export async function runRepro(opts: ReproOptions): Promise<number> {
       backend: opts.backend,
       ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
       ...(opts.quick ? { scale: quickScale } : {}),
+      ...(variant !== undefined ? { configOf: (arm: TrainArm) => armConfig(arm, variant) } : {}),
       log,
       shouldStop: () => stop,
     });
@@ -113,6 +119,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--out <dir>', 'grid folder (default runs/repro/<experiment>, or <experiment>-quick)')
     .option('--seeds <n>', 'seeds 0..n-1', positiveInt('--seeds'), 1)
     .option('--steps <n>', "training steps of every cell (default: each config's train.steps)", positiveInt('--steps'))
+    .option('--variant <name>', 'another scale of the grid: configs/<arm>-<name>.json (default configs/<arm>.json)')
     .option('--quick', 'toy scale (a few steps of a tiny model): checks the machinery, measures nothing', false)
     .option('--json', 'print the results as JSON (progress goes to stderr)', false)
     .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, 'auto')
