@@ -50,7 +50,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   } finally {
     await page.close();
   }
-  const info = { ...machineInfo(), chromium: `${chromiumPath()} ${browserVersion}`, runs };
+  // Other processes on the same cores slow SwiftShader most: the load average goes with the figures.
+  const info = { ...machineInfo(), chromium: `${chromiumPath()} ${browserVersion}`, runs, loadAverage: os.loadavg().map((l) => Number(l.toFixed(1))) };
   if (flags.json) {
     console.log(JSON.stringify({ machine: info, results }, null, 2));
     return { machine: info, results };
@@ -70,7 +71,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   });
   const [B, h, L, dK] = LSH_LAYER.shape;
   console.log(
-    `browser suite: ${info.cpu}, ${info.cores} cores, ${info.node}, ${info.chromium}; median of ${runs} runs after one first call\n` +
+    `browser suite: ${info.cpu}, ${info.cores} cores, ${info.node}, ${info.chromium}; median of ${runs} runs after one first call; load average ${info.loadAverage.join(' ')}\n` +
       `train-step: ReformerLM L=${TRAIN_STEP.model.seqLen} d=${TRAIN_STEP.model.dModel} ${TRAIN_STEP.model.nLayers} layers (local+LSH), batch ${TRAIN_STEP.batchSize}, loss and all gradients\n` +
       `lsh-layer: lshAttention forward [${B},${h},${L},${dK}], ${LSH_LAYER.nHashes} hashes, chunks of ${LSH_LAYER.chunkLen}, causal\n` +
       'Chromium has no GPU here: webgpu and webgl2 run on SwiftShader, a CPU rasteriser, so these ratios are the cost of\n' +
