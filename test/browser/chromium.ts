@@ -13,17 +13,17 @@ const CANDIDATES = ['/usr/bin/chromium-headless-shell', '/usr/bin/chromium', '/u
 
 export const CHROMIUM_ARGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--ignore-gpu-blocklist'];
 
-/** The Chromium to drive: $CHROMIUM_PATH, else the first Debian/Ubuntu location that exists. */
-export function chromiumPath(): string {
+/** The Chromium to drive: $CHROMIUM_PATH, else the first of `candidates` that exists. */
+export function chromiumPath(candidates: readonly string[] = CANDIDATES): string {
   const fromEnv = process.env.CHROMIUM_PATH;
   if (fromEnv !== undefined && fromEnv !== '') {
     if (!existsSync(fromEnv)) throw new Error(`CHROMIUM_PATH is set to '${fromEnv}', which does not exist`);
     return fromEnv;
   }
-  const found = CANDIDATES.find((p) => existsSync(p));
+  const found = candidates.find((p) => existsSync(p));
   if (found === undefined) {
     throw new Error(
-      `no headless Chromium found (looked for ${CANDIDATES.join(', ')}): the browser tests need one. ` +
+      `no headless Chromium found (looked for ${candidates.join(', ')}): the browser tests need one. ` +
         'Install it with `apt-get install -y chromium-headless-shell` (Debian; .ci/run does this) or set CHROMIUM_PATH.',
     );
   }
