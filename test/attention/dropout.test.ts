@@ -121,8 +121,8 @@ describe("window groups: 'auto' sizing", () => {
 });
 
 describe('shape checks', () => {
-  const o = resolveLsh('test', '', { nHashes: 2, chunkLen: 4 }, 8);
   const setup = (qkShape: number[], vShape: number[], bShape: number[], bType: 'i32' | 'f32' = 'i32') => {
+    const o = resolveLsh('test', '', { nHashes: 2, chunkLen: 4 }, 8);
     const g = new Graph();
     const qk = g.input('qk', qkShape);
     const v = g.input('v', vShape);
