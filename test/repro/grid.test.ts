@@ -104,6 +104,10 @@ describe('repro duplication grid (toy scale)', () => {
 describe('repro experiments', () => {
   it('every shipped config validates, and the duplication configs are the paper task: vocabulary 128, one layer', () => {
     for (const arm of [...duplicationExperiment.trainArms, ...textExperiment.trainArms]) expect(() => armConfig(arm)).not.toThrow();
+    for (const arm of duplicationExperiment.trainArms) expect(armConfig(arm, 'l32').model.seqLen).toBe(32);
+    const full = duplicationExperiment.trainArms[0]!;
+    expect(() => armConfig(full, 'no-such-scale')).toThrow("repro: cannot read the config of 'dup-full' (configs/dup-full-no-such-scale.json)");
+    expect(() => armConfig(full, '../x')).toThrow(/--variant must be lower-case letters/);
     for (const arm of duplicationExperiment.trainArms) {
       const m = armConfig(arm).model;
       expect([m.vocabSize, m.nLayers]).toEqual([128, 1]);
