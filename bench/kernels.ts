@@ -2,9 +2,9 @@
  * `npm run bench -- kernels [--json] [--quick] [--peer torch]`: matmuls through the compiled
  * runner (the path models take) next to TF.js (tfjs-backend-wasm, XNNPACK) and, with
  * `--peer torch`, PyTorch CPU, on the same shapes in the same run:
- * - matmul 2048×256×1024: the runner as it runs models (`matmul: 'auto'`, register-tiled), the
- *   hand-assembled wasm SIMD prototype of docs/benchmarks.md (one thread), the
- *   runner with one dot product per thread (`'dot'`, what it did before packed groups);
+ * - matmul 2048×256×1024: the runner as it runs models (`matmul: 'auto'`: packed panels and our
+ *   WebAssembly SIMD product), with the gpu.js `Array(4)` product (`'packed'`), and with one dot
+ *   product per thread (`'dot'`, what it did before packed groups);
  * - Dense forward (y = xW + b) and backward (dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy) at
  *   x[4096×512]·W[512×2048], one graph each;
  * - LayerNorm and softmax over [4096×2048] rows with the row templates.
@@ -21,10 +21,9 @@ import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo, PEAK_GFLOPS, timeIt, type Timing } from './support/measure.ts';
 import { describeThreads, gpujsThreads } from './support/runtimes.ts';
 import { loadTfWasm } from './support/tfjs.ts';
-import { createWasmMatmul } from './support/wasm-simd-matmul.ts';
 import { peerRequested, runTorchPeer, type TorchPeerResult } from './support/torch-peer.ts';
 
-type Impl = 'ours' | 'dot' | 'proto' | 'tfjs' | 'torch';
+type Impl = 'ours' | 'packed' | 'dot' | 'tfjs' | 'torch';
 
 interface Row {
   op: string;
@@ -38,7 +37,7 @@ interface Row {
 const IMPL_LABEL: Record<Impl, string> = {
   ours: 'ours',
   dot: 'runner, one dot/thread',
-  proto: 'wasm SIMD 4×8 prototype',
+  packed: 'runner, gpu.js Array(4)',
   tfjs: 'TF.js wasm',
   torch: 'PyTorch',
 };
@@ -82,8 +81,9 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     : { m: 4096, k: 512, n: 2048, rows: 4096, cols: 2048, runs: 5 };
   const mm = flags.quick ? { m: 512, k: 256, n: 512 } : { m: 2048, k: 256, n: 1024 };
   const { tf, features } = await loadTfWasm();
-  const runners: Record<'ours' | 'dot', CompiledRunner> = {
+  const runners: Record<'ours' | 'packed' | 'dot', CompiledRunner> = {
     ours: await createRunner({ backend: 'webasm', matmul: 'auto' }),
+    packed: await createRunner({ backend: 'webasm', matmul: 'packed' }),
     dot: await createRunner({ backend: 'webasm', matmul: 'dot' }),
   };
   const out: Row[] = [];
@@ -94,8 +94,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     out.push({ op, shape, impl, medianMs: t.medianMs, gflops: flop === null ? null : flop / t.medianMs / 1e6, gbps: bytes === null ? null : bytes / t.medianMs / 1e6 });
     log(`${op} ${impl}: ${t.medianMs.toFixed(1)} ms`);
   };
-  const timeRunner = async (op: string, shape: string, g: Graph, feeds: Record<string, HostTensor>, flop: number) => {
-    for (const impl of ['ours', 'dot'] as const) {
+  const timeRunner = async (op: string, shape: string, g: Graph, feeds: Record<string, HostTensor>, flop: number, impls: ReadonlyArray<'ours' | 'packed' | 'dot'> = ['ours', 'dot']) => {
+    for (const impl of impls) {
       const r = runners[impl];
       add(op, shape, impl, await timeIt(() => r.run(g, feeds), runs), flop, null);
       if (r.backend.name !== 'webasm') throw new Error(`bench: the runner ran on ${r.backend.name}, not webasm`);
@@ -114,10 +114,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   {
     const a = rand(mm.m * mm.k);
     const b = rand(mm.k * mm.n);
-    await timeRunner('matmul', mmShape, matmulGraph(mm.m, mm.k, mm.n), { a: hostTensor([mm.m, mm.k], a), b: hostTensor([mm.k, mm.n], b) }, mmFlop);
-    // the alternative docs/benchmarks.md proposes: vector loads and a 4×8 tile, one thread
-    const proto = createWasmMatmul(mm.m, mm.k, mm.n);
-    add('matmul', mmShape, 'proto', await timeIt(async () => proto(a, b), runs), mmFlop, null);
+    await timeRunner('matmul', mmShape, matmulGraph(mm.m, mm.k, mm.n), { a: hostTensor([mm.m, mm.k], a), b: hostTensor([mm.k, mm.n], b) }, mmFlop, ['ours', 'packed', 'dot']);
     const ta = tf.tensor2d(a, [mm.m, mm.k]);
     const tb = tf.tensor2d(b, [mm.k, mm.n]);
     add('matmul', mmShape, 'tfjs', await timeIt(async () => sync([tf.matMul(ta, tb)]), runs), mmFlop, null);
@@ -151,8 +148,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     );
     tf.dispose([tx, tw, tb, tdy]);
   }
-  runners.ours.destroy();
-  runners.dot.destroy();
+  for (const r of Object.values(runners)) r.destroy();
 
   // ---- LayerNorm and softmax over rows; bytes = read x once + write y once (the minimum)
   const gpu = new GPU({ mode: 'webasm' } as never);
@@ -213,7 +209,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     runs,
     quick: flags.quick,
     results: out,
-    speedups: Object.fromEntries(ops.map((op) => [op, { vsTfjs: ratio(op, 'tfjs'), vsDot: ratio(op, 'dot'), vsProto: ratio(op, 'proto'), vsTorch: ratio(op, 'torch') }])),
+    speedups: Object.fromEntries(ops.map((op) => [op, { vsTfjs: ratio(op, 'tfjs'), vsDot: ratio(op, 'dot'), vsPacked: ratio(op, 'packed'), vsTorch: ratio(op, 'torch') }])),
     metrics,
   };
   if (flags.json) {
@@ -231,15 +227,15 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     r.gflops === null ? '-' : `${((100 * r.gflops) / PEAK_GFLOPS).toFixed(1)}%`,
     r.impl === 'ours' ? fmt(ratio(r.op, 'tfjs'), 2) : '',
     r.impl === 'ours' ? fmt(ratio(r.op, 'dot'), 2) : '',
-    r.impl === 'ours' ? fmt(ratio(r.op, 'proto'), 2) : '',
+    r.impl === 'ours' ? fmt(ratio(r.op, 'packed'), 2) : '',
     r.impl === 'ours' ? fmt(ratio(r.op, 'torch'), 3) : '',
   ]);
   const m0 = summary.machine;
   console.log(`kernels benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}, median of ${runs} runs after 1 warm-up`);
-  console.log(`threads: ${describeThreads(threads)}, wasm SIMD prototype 1 thread; TF.js simd=${features.simd}; peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
+  console.log(`threads: ${describeThreads(threads)} (our wasm SIMD matmul product: 1 thread, the calling one); TF.js simd=${features.simd}; peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
   if (torch !== undefined && 'skipped' in torch) console.log(`PyTorch peer not run: ${torch.skipped}`);
   if (torch !== undefined && 'config' in torch) console.log(`PyTorch ${torch.version}, BLAS: ${torch.blas}`);
-  console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ proto', '÷ PyTorch'], tableRows));
+  console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ Array(4)', '÷ PyTorch'], tableRows));
   console.log(`ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`);
   return summary;
 }

@@ -11,6 +11,7 @@ import { GPU } from 'gpu.js';
 import { compile, FLOAT32_EXACT_INT, type CompiledGraph, type MatmulStrategy } from '../compiler/codegen/compile.ts';
 import type { BufferKey, KernelSource } from '../compiler/codegen/kernels.ts';
 import { flattenResult } from '../compiler/codegen/templates/kernel-source.ts';
+import { createWasmMatmul, wasmSimdSupported } from '../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
@@ -21,8 +22,9 @@ import { planMemory, type MemoryPlan } from './memory-plan.ts';
 import type { Feeds, GraphRunner } from './runner.ts';
 
 /**
- * `segmented`: the graph has register-tiled matmul products (`Array(4)` kernels), which gpu.js's
- * fused pipeline cannot chain, so it ran as pipelines between those kernels (`stats.segments`).
+ * `segmented`: the graph has packed matmul products (our wasm SIMD module, or gpu.js `Array(4)`
+ * kernels, which its fused pipeline cannot chain), so it ran as pipelines between those products
+ * (`stats.segments`).
  */
 export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel' | 'segmented';
 
@@ -34,6 +36,8 @@ export interface RunnerStats {
   readonly pipelineFallback?: string;
   readonly compiledGraphs: number;
   readonly kernels: number;
+  /** Distinct compiled kernels so far (kernels are shared by source across layers and graphs). */
+  readonly distinctKernels: number;
   /** How the last run's kernels were split: pipelines and standalone (`Array(4)`) kernels. */
   readonly segments: { readonly pipelines: number; readonly standalone: number };
   /** Memory plan of the last run's graph. */
@@ -60,9 +64,10 @@ export interface CompiledRunnerOptions {
    */
   readonly indices?: 'auto' | 'wide';
   /**
-   * Matmul groups on webasm: register-tiled through packed panels from PACKED_MATMUL_MIN_MACS
-   * multiply-adds on (`'auto'`, the default), always (`'packed'`, for tests), or one dot product
-   * per thread (`'dot'`). Other backends always use `'dot'`.
+   * Matmul groups on webasm: packed panels and our WebAssembly SIMD product from
+   * PACKED_MATMUL_MIN_MACS multiply-adds on (`'auto'`, the default), always (`'wasm'`), packed
+   * panels and the gpu.js `Array(4)` product (`'packed'`), or one dot product per thread
+   * (`'dot'`). Other backends always use `'dot'`.
    */
   readonly matmul?: MatmulStrategy;
 }
@@ -120,6 +125,7 @@ function flatOutput(out: unknown, size: number): Float32Array {
 
 export class CompiledRunner implements GraphRunner {
   private readonly cache = new WeakMap<Graph, Map<string, Executable>>();
+  private readonly kernelCache = new Map<string, KernelFn>();
   private compiledCount = 0;
   private runs = 0;
   private last?: { exe: Executable; executor: ExecutorKind };
@@ -152,6 +158,7 @@ export class CompiledRunner implements GraphRunner {
       ...(fallback ? { pipelineFallback: fallback } : {}),
       compiledGraphs: this.compiledCount,
       kernels: exe?.kernels.length ?? 0,
+      distinctKernels: this.kernelCache.size,
       segments: {
         pipelines: exe?.segments.filter((s) => !s.standalone).length ?? 0,
         standalone: exe?.segments.filter((s) => s.standalone).length ?? 0,
@@ -184,7 +191,8 @@ export class CompiledRunner implements GraphRunner {
     const compiled = compile(graph, wanted, {
       grid: webasm,
       wide: this.wide,
-      matmul: webasm ? this.matmul : 'dot',
+      // 'auto' packs big matmuls for the wasm SIMD product; without wasm SIMD they stay dot products
+      matmul: !webasm ? 'dot' : this.matmul === 'auto' && !wasmSimdSupported() ? 'dot' : this.matmul,
       ...(maxReads === undefined ? {} : { maxReads }),
     });
     const kernels = compiled.kernels.map((k) => this.createKernel(k));
@@ -205,7 +213,26 @@ export class CompiledRunner implements GraphRunner {
     return exe;
   }
 
+  /**
+   * Kernels are shared by source and launch settings: parameters are named by position, so the
+   * layers of a deep model (and the chunks of a chunked layer) that compute the same thing on other
+   * buffers reuse one compiled kernel, and compiled code does not grow with depth.
+   */
   private createKernel(k: KernelSource): KernelFn {
+    if (k.native !== undefined) {
+      const product = createWasmMatmul(k.native);
+      return (async (a: Float32Array, b: Float32Array) => product(a, b)) as unknown as KernelFn;
+    }
+    const key = `${k.components}|${k.dims.join('x')}|${k.loopMax}|${k.source}`;
+    let kernel = this.kernelCache.get(key);
+    if (kernel === undefined) {
+      kernel = this.buildKernel(k);
+      this.kernelCache.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  private buildKernel(k: KernelSource): KernelFn {
     const settings: Record<string, unknown> = {
       output: [...k.dims],
       asyncMode: true,
@@ -284,6 +311,7 @@ export class CompiledRunner implements GraphRunner {
     if (seg.pipeline === undefined) {
       for (let i = seg.first; i <= seg.last; i++) {
         const k = exe.kernels[i]!;
+        if (exe.compiled.kernels[i]!.native !== undefined) continue; // our own wasm module, not gpu.js
         assertRanOn(want, `kernel ${exe.compiled.kernels[i]!.name}`, k.kernel?.constructor.mode, k.kernel?.fallbackReason);
       }
     } else {
@@ -373,14 +401,14 @@ function segmentOf(compiled: CompiledGraph, first: number, last: number, standal
   return { first, last, standalone, hostArgs, outputs, checked: false };
 }
 
-/** Pipelines over the runs of ordinary kernels, with each `Array(4)` kernel standalone between them. */
+/** Pipelines over the runs of ordinary kernels, with each `Array(4)` or native wasm kernel standalone between them. */
 function splitSegments(compiled: CompiledGraph): Segment[] {
   const specs = compiled.kernels;
   if (specs.length === 0) return [segmentOf(compiled, 0, -1, false)];
   const out: Segment[] = [];
   let first = 0;
   specs.forEach((k, i) => {
-    if (k.components === 1) return;
+    if (k.components === 1 && k.native === undefined) return;
     if (i > first) out.push(segmentOf(compiled, first, i - 1, false));
     out.push(segmentOf(compiled, i, i, true));
     first = i + 1;

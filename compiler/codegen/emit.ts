@@ -456,7 +456,7 @@ export class KernelWriter {
 
   /**
    * Index of a matmul's element in its packed product buffer: element (z, i, j) sits at
-   * ((z·quads + ⌊i/4⌋)·nPad + j)·4 + i mod 4. On a 2-D launch over the matmul's own shape the
+   * ((z·quads + ⌊i/4⌋)·nPad + j)·4 + i mod 4 (gpu.js product), (z·4·quads + i)·nPad + j (wasm). On a 2-D launch over the matmul's own shape the
    * row part comes from thread.y alone, so it stays lane-uniform and only `+ j·4` varies.
    */
   private packedProductAt(n: Node, idx: string): string {
@@ -473,6 +473,12 @@ export class KernelWriter {
       j = g.n === 1 ? '0' : 'this.thread.x';
     } else {
       [z, i, j] = this.coords(idx, [g.batch, g.m, g.n]) as [string, string, string];
+    }
+    if (g.engine === 'wasm') {
+      // row-major [batch][4·quads][nPad]
+      const row = z === '0' ? i : `${z} * ${4 * g.quads} + ${i}`;
+      const uniform = row === '0' ? '0' : this.bind(`(${row}) * ${g.nPad}`, 'i');
+      return this.index(j === '0' ? uniform : uniform === '0' ? j : `${uniform} + ${j}`);
     }
     const q = i === '0' ? '0' : this.div(i, 4);
     const c = i === '0' ? '0' : this.mod(i, 4);

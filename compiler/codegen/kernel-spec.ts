@@ -1,5 +1,6 @@
 /** What a compiled kernel is: its source text, the buffers it reads and writes, its launch shape. */
 import type { NodeId } from '../ir/types.ts';
+import type { WasmMatmulShape } from './wasm-matmul.ts';
 
 /** Integers (values, float-typed indices) are exact in float32 up to this magnitude. */
 export const FLOAT32_EXACT_INT = 2 ** 24;
@@ -30,6 +31,12 @@ export interface KernelSource {
    * `Array(4)` result to another step, so the runtime runs these kernels between pipeline segments.
    */
   readonly components: 1 | 4;
+  /**
+   * Set for a packed matmul's product run as our own WebAssembly SIMD module (wasm-matmul.ts)
+   * instead of through gpu.js; `source` then only describes it. Like `Array(4)` kernels it runs
+   * between pipeline segments.
+   */
+  readonly native?: WasmMatmulShape;
   /**
    * gpu.js launch shape, x first; its product times `components` is `size`, and the output is
    * row-major either way. `[size]` except for matmul groups, which launch `[cols, rows]` (see

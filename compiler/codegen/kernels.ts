@@ -18,12 +18,12 @@ import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
-import { packedMatmulKernels, usePacked, type MatmulStrategy } from './packed-matmul.ts';
+import { packedMatmulKernels, usePacked, type MatmulStrategy, type ProductEngine } from './packed-matmul.ts';
 
 export { nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
-  return new Map(reads.map((id) => [id, `b${id}`]));
+  return new Map(reads.map((id, i) => [id, `b${i}`]));
 }
 
 /** Whether a group touches a tensor beyond 2^24 elements, so its indices must be exact i32. */
@@ -64,8 +64,9 @@ function gridFor(plan: KernelPlan, group: KernelGroup): { cols: number; rows: nu
  * the group's own kernel computing the root (the epilogue) with the product read from its tiled
  * buffer, launched 2-D when the root's last axis is a multiple of 4.
  */
-function packedGroup(plan: KernelPlan, group: KernelGroup, mmId: NodeId): KernelSource[] {
-  const packed = packedMatmulKernels(plan, group, mmId);
+function packedGroup(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine: ProductEngine): KernelSource[] {
+  const packed = packedMatmulKernels(plan, group, mmId, engine);
+  if (packed.direct) return packed.kernels;
   const params = paramsOf(packed.epilogueReads);
   const shape = plan.graph.node(group.root).shape;
   const cols = shape[shape.length - 1] ?? 1;
@@ -228,7 +229,7 @@ export function groupKernels(
     }
     default: {
       const packed = options.grid === false ? undefined : usePacked(plan, group, options.matmul ?? 'dot', wide > 0);
-      if (packed !== undefined) return packedGroup(plan, group, packed);
+      if (packed !== undefined) return packedGroup(plan, group, packed.mmId, packed.engine);
       const grid = options.grid === false ? undefined : gridFor(plan, group);
       if (grid !== undefined) return [matmulGroup(plan, group, grid, wide)];
       return [simple(plan, group, wide, (w) => w.value(group.root, 'this.thread.x'))];

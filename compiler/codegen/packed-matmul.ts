@@ -34,42 +34,59 @@ export const PACKED_MATMUL_MIN_MACS = 2 ** 26;
 /** k-loop unroll of the product kernel (measured best of 4/8/16 on the Dense shapes). */
 export const PACKED_UNROLL = 16;
 
-export type MatmulStrategy = 'auto' | 'packed' | 'dot';
+/**
+ * How matmul groups are written: `'dot'` one dot product per thread; `'packed'` packed panels and
+ * the gpu.js `Array(4)` product; `'wasm'` packed panels and our WebAssembly SIMD product
+ * (wasm-matmul.ts); `'auto'` `'wasm'` from PACKED_MATMUL_MIN_MACS multiply-adds on, else `'dot'`.
+ */
+export type MatmulStrategy = 'auto' | 'wasm' | 'packed' | 'dot';
+
+export type ProductEngine = 'gpujs' | 'wasm';
 
 export interface PackedGeometry {
+  readonly engine: ProductEngine;
   readonly batch: number;
   readonly m: number;
   readonly k: number;
   readonly n: number;
-  /** ⌈m/4⌉ row quads. */
+  /** ⌈m/4⌉ row quads; A is packed as [batch][quads][k][4]. */
   readonly quads: number;
-  /** 4⌈n/4⌉: B's columns padded to whole panels (the product's x extent). */
+  /** Columns per B panel: 4 for the gpu.js product, 8 for the wasm one. */
+  readonly panelB: 4 | 8;
+  /** B's columns padded to whole panels (the gpu.js product's x extent). */
   readonly nPad: number;
 }
 
-export function packedGeometry(mm: Node & { op: 'matmul' }, aShape: readonly number[]): PackedGeometry {
+export function packedGeometry(mm: Node & { op: 'matmul' }, aShape: readonly number[], engine: ProductEngine): PackedGeometry {
   const [m, n] = mm.shape.slice(-2) as [number, number];
   const k = aShape[aShape.length - 1]!;
   const batch = sizeOf(mm.shape) / (m * n);
-  return { batch, m, k, n, quads: Math.ceil(m / 4), nPad: 4 * Math.ceil(n / 4) };
+  const panelB = engine === 'wasm' ? 8 : 4;
+  return { engine, batch, m, k, n, quads: Math.ceil(m / 4), panelB, nPad: panelB * Math.ceil(n / panelB) };
 }
 
 /**
  * Whether a matmul group is written packed. Float index arithmetic must stay exact (below 2^24
  * for every packed buffer, and no wide-mode group), and k ≥ 1 and a non-empty output.
  */
-export function usePacked(plan: KernelPlan, group: KernelGroup, strategy: MatmulStrategy, wide: boolean): NodeId | undefined {
+export function usePacked(
+  plan: KernelPlan,
+  group: KernelGroup,
+  strategy: MatmulStrategy,
+  wide: boolean,
+): { readonly mmId: NodeId; readonly engine: ProductEngine } | undefined {
   if (strategy === 'dot' || wide) return undefined;
+  const engine: ProductEngine = strategy === 'packed' ? 'gpujs' : 'wasm';
   const mmId = group.fusedMatmul ?? (group.kind === 'matmul' ? group.root : undefined);
   if (mmId === undefined) return undefined;
   const mm = plan.graph.node(mmId);
   if (mm.op !== 'matmul') return undefined;
-  const g = packedGeometry(mm, plan.graph.node(mm.a).shape);
+  const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
   if (g.k === 0 || g.m === 0 || g.n === 0) return undefined;
   const sizes = [g.batch * g.quads * 4 * g.k, g.batch * g.nPad * g.k, g.batch * g.quads * 4 * g.nPad];
   if (sizes.some((s) => s >= FLOAT32_EXACT_INT)) return undefined;
   if (strategy === 'auto' && g.batch * g.m * g.n * g.k < PACKED_MATMUL_MIN_MACS) return undefined;
-  return mmId;
+  return { mmId, engine };
 }
 
 /** The buffers an expression reads: DFS from `id` through fused nodes, stopping at buffers and at `stop`. */
@@ -90,7 +107,7 @@ function bufferReads(plan: KernelPlan, id: NodeId, root: NodeId, stop?: NodeId):
   return [...out].sort((a, b) => a - b);
 }
 
-const paramsOf = (reads: readonly NodeId[]): Map<NodeId, string> => new Map(reads.map((id) => [id, `b${id}`]));
+const paramsOf = (reads: readonly NodeId[]): Map<NodeId, string> => new Map(reads.map((id, i) => [id, `b${i}`]));
 
 /**
  * Panels of one operand: thread t = ((z·panels + p)·k + kk)·4 + c holds the operand at
@@ -101,16 +118,17 @@ function packKernel(plan: KernelPlan, group: KernelGroup, operand: NodeId, side:
   const reads = bufferReads(plan, operand, group.root);
   const params = paramsOf(reads);
   const w = new KernelWriter(plan, group.root, params);
-  const panels = side === 'A' ? g.quads : g.nPad / 4;
+  const width = side === 'A' ? 4 : g.panelB;
+  const panels = side === 'A' ? g.quads : g.nPad / width;
   const lines = side === 'A' ? g.m : g.n;
-  const [z, p, kk, c] = w.coords('this.thread.x', [g.batch, panels, g.k, 4]);
-  const line = w.bind(`${p} * 4 + ${c}`, 'c');
-  const clamped = lines % 4 === 0 ? line : w.bind(`Math.min(${line}, ${lines - 1})`, 'c');
+  const [z, p, kk, c] = w.coords('this.thread.x', [g.batch, panels, g.k, width]);
+  const line = w.bind(`${p} * ${width} + ${c}`, 'c');
+  const clamped = lines % width === 0 ? line : w.bind(`Math.min(${line}, ${lines - 1})`, 'c');
   const [outer, inner] = side === 'A' ? [g.m, g.k] : [g.k, g.n];
   const at = side === 'A' ? `${clamped} * ${g.k} + ${kk}` : `${kk} * ${g.n} + ${clamped}`;
   const idx = w.index(z === '0' ? at : `${z} * ${outer * inner} + ${at}`);
   const v = w.value(operand, idx);
-  const result = lines % 4 === 0 ? v : `(${line} < ${lines} ? ${v} : 0.0)`;
+  const result = lines % width === 0 ? v : `(${line} < ${lines} ? ${v} : 0.0)`;
   const out = `${group.name}.pack${side}`;
   return {
     ...kernelSource({
@@ -120,7 +138,7 @@ function packKernel(plan: KernelPlan, group: KernelGroup, operand: NodeId, side:
       result,
       reads: reads.map((id) => [nodeKey(id), params.get(id)!] as const),
       output: out,
-      dims: [g.batch * panels * g.k * 4],
+      dims: [g.batch * panels * g.k * width],
     }),
   };
 }
@@ -169,14 +187,45 @@ export interface PackedKernels {
   readonly product: { readonly key: BufferKey; readonly param: string; readonly geometry: PackedGeometry };
   /** Buffers the group kernel itself still reads (those of the epilogue, not of the operands). */
   readonly epilogueReads: NodeId[];
+  /** The product already is the group's output (a bare wasm product without padding): no group kernel follows. */
+  readonly direct: boolean;
+}
+
+/** The wasm product: C row-major [batch][4·quads][nPad] (see wasm-matmul.ts); `source` only describes it. */
+function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey[], g: PackedGeometry): KernelSource {
+  const native = { batch: g.batch, mPad: 4 * g.quads, k: g.k, nPad: g.nPad };
+  const size = native.batch * native.mPad * native.nPad;
+  return {
+    name: key,
+    group: group.name,
+    source: `// WebAssembly SIMD product (compiler/codegen/wasm-matmul.ts): ${native.batch} × [${native.mPad}×${native.k}]·[${native.k}×${native.nPad}], 4×8 register tiles`,
+    params,
+    output: key,
+    size,
+    dims: [size],
+    components: 1,
+    native,
+    loopMax: g.k,
+  };
 }
 
 /** Kernels 1–3 of a packed group; the caller writes kernel 4 with `product` as a KernelWriter option. */
-export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: NodeId): PackedKernels {
+export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine: ProductEngine): PackedKernels {
   const mm = plan.graph.node(mmId) as Node & { op: 'matmul' };
-  const g = packedGeometry(mm, plan.graph.node(mm.a).shape);
+  const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
   const packA = packKernel(plan, group, mm.a, 'A', g);
   const packB = packKernel(plan, group, mm.b, 'B', g);
+  if (engine === 'wasm') {
+    // row-major [batch][m][n] without padding is the root's own layout when nothing follows the product
+    const direct = group.root === mmId && g.m % 4 === 0 && g.n % 8 === 0;
+    const key = direct ? nodeKey(group.root) : `${group.name}.product`;
+    return {
+      kernels: [packA, packB, wasmProduct(key, group, [packA.output, packB.output], g)],
+      product: { key, param: 'bp', geometry: g },
+      epilogueReads: bufferReads(plan, group.root, group.root, mmId),
+      direct,
+    };
+  }
   const key = `${group.name}.product`;
   const product: KernelSource = {
     name: key,
@@ -193,5 +242,6 @@ export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: 
     kernels: [packA, packB, product],
     product: { key, param: 'bp', geometry: g },
     epilogueReads: bufferReads(plan, group.root, group.root, mmId),
+    direct: false,
   };
 }

@@ -1,14 +1,14 @@
 /**
- * A prototype for the alternative docs/benchmarks.md proposes: a matmul micro-kernel assembled
- * directly as WebAssembly SIMD bytes, with what gpu.js's webasm code generator cannot emit —
- * `v128.load` of four adjacent floats and `v128.load32_splat` — and a 4×8 register tile (eight
- * f32x4 accumulators). Per k step: two vector loads of B, four splat loads of A, eight multiplies
- * and eight adds for 32 multiply-adds, against one four-load gather plus four scalar loads and
- * splats per 16 multiply-adds in the gpu.js kernel (compiler/codegen/packed-matmul.ts).
+ * The product of a packed matmul group as a WebAssembly SIMD module we assemble ourselves, with
+ * what gpu.js's webasm code generator cannot emit: `v128.load` of four adjacent floats and
+ * `v128.load32_splat`, and a 4×8 register tile (eight f32x4 accumulators). Per k step: two vector
+ * loads of B, four splat loads of A, eight multiplies and eight adds for 32 multiply-adds, where
+ * the gpu.js product (`Array(4)`, packed-matmul.ts) does a four-load gather plus four scalar
+ * loads and splats per 16 (docs/benchmarks.md has the measurements).
  *
- * Single-threaded, benchmark only (the kernels suite times it next to the compiled runner and
- * TF.js). Layout: A packed as row quads [m/4][k][4], B as column octets [n/8][k][8], C row-major;
- * m must be a multiple of 4 and n of 8.
+ * Operands are the pack kernels' outputs: A as row quads [batch][m/4][k][4], B as column octets
+ * [batch][n/8][k][8]; C comes out row-major [batch][mPad][nPad]. It runs on the calling thread,
+ * between the gpu.js pipeline segments (runtime/compiled-runner.ts).
  */
 
 const uleb = (v: number): number[] => {
@@ -109,24 +109,43 @@ export function wasmMatmulModule(): Uint8Array<ArrayBuffer> {
   ]);
 }
 
-export interface WasmMatmul {
-  /** C = A·B for row-major A [m×k], B [k×n]; packs, copies in, multiplies, copies out. */
-  (a: Float32Array, b: Float32Array): Float32Array;
+/** Shape of one native product: batch of [mPad × k]·[k × nPad] (mPad % 4 = 0, nPad % 8 = 0). */
+export interface WasmMatmulShape {
+  readonly batch: number;
+  readonly mPad: number;
+  readonly k: number;
+  readonly nPad: number;
 }
 
-export function createWasmMatmul(m: number, k: number, n: number): WasmMatmul {
-  if (m % 4 !== 0 || n % 8 !== 0) throw new RangeError(`wasm matmul prototype: m must be a multiple of 4 and n of 8, got m=${m}, n=${n}`);
-  const bytes = 4 * (m * k + k * n + m * n);
+/** C (row-major [batch][mPad][nPad]) from packed A and B, in a memory of its own. */
+export type WasmMatmul = (packedA: Float32Array, packedB: Float32Array) => Float32Array;
+
+export function wasmSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(wasmMatmulModule());
+  } catch {
+    return false;
+  }
+}
+
+export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
+  const { batch, mPad, k, nPad } = shape;
+  if (mPad % 4 !== 0 || nPad % 8 !== 0) throw new RangeError(`wasm matmul: mPad must be a multiple of 4 and nPad of 8, got ${mPad} and ${nPad}`);
+  const [aLen, bLen, cLen] = [mPad * k, k * nPad, mPad * nPad];
+  const bytes = 4 * batch * (aLen + bLen + cLen);
   const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) + 1 });
   const { mm } = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule()), { env: { memory } }).exports as {
     mm: (a: number, b: number, c: number, m: number, k: number, n: number) => void;
   };
   const f32 = new Float32Array(memory.buffer);
-  const [aOff, bOff, cOff] = [0, m * k, m * k + k * n];
-  return (a, b) => {
-    for (let r = 0; r < m; r++) for (let kk = 0; kk < k; kk++) f32[aOff + ((r >> 2) * k + kk) * 4 + (r & 3)] = a[r * k + kk]!;
-    for (let kk = 0; kk < k; kk++) for (let j = 0; j < n; j++) f32[bOff + ((j >> 3) * k + kk) * 8 + (j & 7)] = b[kk * n + j]!;
-    mm(4 * aOff, 4 * bOff, 4 * cOff, m, k, n);
-    return f32.slice(cOff, cOff + m * n);
+  const [aOff, bOff, cOff] = [0, batch * aLen, batch * (aLen + bLen)];
+  return (packedA, packedB) => {
+    if (packedA.length !== batch * aLen || packedB.length !== batch * bLen) {
+      throw new RangeError(`wasm matmul: packed operands of ${packedA.length} and ${packedB.length} floats, expected ${batch * aLen} and ${batch * bLen}`);
+    }
+    f32.set(packedA, aOff);
+    f32.set(packedB, bOff);
+    for (let z = 0; z < batch; z++) mm(4 * (aOff + z * aLen), 4 * (bOff + z * bLen), 4 * (cOff + z * cLen), mPad, k, nPad);
+    return f32.slice(cOff, cOff + batch * cLen);
   };
 }

@@ -1,6 +1,6 @@
 /**
- * Register-tiled (packed) matmul groups: pack A, pack B, the Array(4) product run between
- * pipeline segments, and the epilogue reading the tiled product. Ragged m and n (padded panels),
+ * Packed matmul groups: pack A, pack B, the product run between pipeline segments (the gpu.js
+ * Array(4) kernel, or our wasm SIMD module), and the epilogue reading the product's layout. Ragged m and n (padded panels),
  * k below and above the unroll (the straight-line tail), batches, transposed and sliced operands
  * (prologue views), bias / activation / residual epilogues, and a product read through a reshape.
  * Checked against the float64 reference after a poisoned run, and as host-run sources.
@@ -15,12 +15,14 @@ import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends, expectMatchesReference, values } from './support.ts';
 
-let packed: CompiledRunner | undefined;
+/** Both products: the gpu.js Array(4) kernel and our wasm SIMD module. */
+let runners: CompiledRunner[] = [];
 beforeAll(async () => {
-  if ((await availableBackends()).includes('webasm')) packed = await CompiledRunner.create({ backend: 'webasm', matmul: 'packed' });
-  else console.log('[packed matmul tests] webasm is not available: only the host-run sources are checked');
+  if ((await availableBackends()).includes('webasm')) {
+    runners = [await CompiledRunner.create({ backend: 'webasm', matmul: 'packed' }), await CompiledRunner.create({ backend: 'webasm', matmul: 'wasm' })];
+  } else console.log('[packed matmul tests] webasm is not available: only the host-run sources are checked');
 });
-afterAll(() => packed?.destroy());
+afterAll(() => runners.forEach((r) => r.destroy()));
 
 function f32(g: Graph, feeds: Record<string, HostTensor>, name: string, s: number[], seed: number) {
   feeds[name] = hostTensor(s, values(s.reduce((a, b) => a * b, 1), seed));
@@ -49,24 +51,37 @@ describe('packed matmul groups', () => {
           const gram = P.matmul(P.transpose(a, [0, 2, 1]), a); // [bt, k, k]
           const flat = P.reshape(P.matmul(a, w), [bt * m * n]);
           g.outputs = [dense.id, residual.id, gram.id, flat.id];
-          await expectMatchesReference(packed ?? (undefined as never), g, feeds);
-          expect(packed!.stats.executor).toBe('segmented');
-          expect(packed!.stats.segments.standalone).toBe(4);
+          for (const r of runners) {
+            await expectMatchesReference(r, g, feeds);
+            expect(r.stats.executor).toBe('segmented');
+            expect(r.stats.segments.standalone).toBe(4);
+          }
         },
       ),
-      { numRuns: packed ? 12 : 0 },
+      { numRuns: runners.length > 0 ? 12 : 0 },
     );
   });
 
   it('a sliced, windowed operand (a concat along k) is packed through its view', async () => {
-    if (!packed) return;
     const g = new Graph();
     const feeds: Record<string, HostTensor> = {};
     const x = f32(g, feeds, 'x', [2, 6, 5], 7);
     const w = f32(g, feeds, 'w', [2, 10, 9], 8);
     const look = P.concat([x, P.slice(x, [0, 0, 0], [2, 6, 5])], 2); // [2, 6, 10]
     g.outputs = [P.binary('mul', P.matmul(look, w), P.constant(g, 0.5)).id];
-    await expectMatchesReference(packed, g, feeds);
+    for (const r of runners) await expectMatchesReference(r, g, feeds);
+  });
+
+  it('a bare wasm product without padding writes the output itself (no group kernel after it)', async () => {
+    const g = new Graph();
+    const feeds: Record<string, HostTensor> = {};
+    const a = f32(g, feeds, 'a', [3, 8, 20], 4);
+    const b = f32(g, feeds, 'b', [3, 20, 16], 5);
+    g.outputs = [P.matmul(a, b).id];
+    const c = compile(g, g.outputs, { matmul: 'wasm' });
+    expect(c.kernels.map((k) => k.native !== undefined)).toEqual([false, false, true]);
+    expect(c.kernels[2]!.output).toBe(`%${g.outputs[0]}`);
+    for (const r of runners) await expectMatchesReference(r, g, feeds);
   });
 
   it("'auto' packs from PACKED_MATMUL_MIN_MACS multiply-adds on, not below", () => {
@@ -79,6 +94,6 @@ describe('packed matmul groups', () => {
     const c = compile(g, g.outputs, { matmul: 'auto' });
     const packedGroups = c.plan.groups.filter((grp) => usePacked(c.plan, grp, 'auto', false) !== undefined);
     expect(packedGroups.map((grp) => grp.root)).toEqual([g.outputs[0]]);
-    expect(c.kernels.filter((k) => k.components === 4)).toHaveLength(1);
+    expect(c.kernels.filter((k) => k.native !== undefined)).toHaveLength(1);
   });
 });

@@ -9,6 +9,7 @@
  */
 import { expect } from 'vitest';
 import { compile } from '../../compiler/codegen/compile.ts';
+import { createWasmMatmul } from '../../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../../compiler/ir/graph.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
 import { evaluate } from '../../compiler/reference/evaluate.ts';
@@ -43,8 +44,8 @@ export async function openRunners(): Promise<CompiledRunner[]> {
   for (const b of backends) runners.push(await CompiledRunner.create({ backend: b }));
   // the exact-i32 index path (used beyond 2^24 elements), exercised at small sizes
   if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', indices: 'wide' }));
-  // register-tiled matmuls through packed panels (used from PACKED_MATMUL_MIN_MACS on), at small sizes
-  if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', matmul: 'packed' }));
+  // packed matmuls with the wasm SIMD product ('auto' from PACKED_MATMUL_MIN_MACS on), at small sizes
+  if (backends.includes('webasm')) runners.push(await CompiledRunner.create({ backend: 'webasm', matmul: 'wasm' }));
   if (runners.length === 0) throw new Error('no gpu.js backend to test on (webasm and cpu both failed their probes)');
   return runners;
 }
@@ -84,7 +85,8 @@ export async function expectMatchesReference(
 
 /**
  * Executes the emitted sources as JavaScript, one call per thread, into NaN-filled outputs: with
- * one dot product per thread, and with register-tiled (packed, `Array(4)`) matmuls.
+ * one dot product per thread, and with packed matmuls (the gpu.js `Array(4)` product, and the
+ * wasm SIMD product, which runs as its module).
  */
 export function runSourcesOnHost(
   graph: Graph,
@@ -93,7 +95,7 @@ export function runSourcesOnHost(
   ref: readonly HostTensor[],
   tol: { rtol?: number; atol?: number } = {},
 ): void {
-  for (const matmul of ['dot', 'packed'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, matmul);
+  for (const matmul of ['dot', 'packed', 'wasm'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, matmul);
 }
 
 function runCompiledOnHost(
@@ -102,7 +104,7 @@ function runCompiledOnHost(
   wanted: readonly NodeId[],
   ref: readonly HostTensor[],
   tol: { rtol?: number; atol?: number },
-  matmul: 'dot' | 'packed',
+  matmul: 'dot' | 'packed' | 'wasm',
 ): void {
   const c = compile(graph, wanted, { matmul });
   const bufs = new Map<string, ArrayLike<number>>();
@@ -113,6 +115,11 @@ function runCompiledOnHost(
     else bufs.set(`%${id}`, evaluate(graph, feeds, [id])[0]!.data);
   }
   for (const k of c.kernels) {
+    if (k.native !== undefined) {
+      const [a, b] = k.params.map((p) => Float32Array.from(bufs.get(p)!));
+      bufs.set(k.output, createWasmMatmul(k.native)(a!, b!));
+      continue;
+    }
     const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number | number[];
     const out = new Float64Array(k.size).fill(NaN);
     const args = k.params.map((p) => bufs.get(p)!);
