@@ -135,7 +135,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.error(`repro: ${e.message.replace(/^error:\s*/i, '')}`);
       return 1;
     }
-    console.error(e instanceof Error ? e.message : String(e));
+    const message = e instanceof Error ? e.message : String(e);
+    console.error(message.startsWith('repro:') ? message : `repro: ${message}`);
     return 1;
   }
 }
