@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- kernels [--json] [--quick] [--peer torch]`: matmuls through the compiled
+ * `npm run bench -- kernels [--json] [--quick] [--runs N] [--peer torch] [--baseline <git-ref>]`: matmuls through the compiled
  * runner (the path models take) next to TF.js (tfjs-backend-wasm, XNNPACK) and, with
  * `--peer torch`, PyTorch CPU, on the same shapes in the same run:
  * - matmul 2048×256×1024: the runner as it runs models (`matmul: 'auto'`: packed panels and our
@@ -76,9 +76,13 @@ function denseBackward(m: number, k: number, n: number): Graph {
 }
 
 async function run(flags: SuiteFlags): Promise<unknown> {
-  const { m, k, n, rows, cols, runs } = flags.quick
+  const sizes = flags.quick
     ? { m: 512, k: 256, n: 512, rows: 512, cols: 512, runs: 3 }
     : { m: 4096, k: 512, n: 2048, rows: 4096, cols: 2048, runs: 5 };
+  const { m, k, n, rows, cols } = sizes;
+  const runsAt = flags.rest.indexOf('--runs');
+  const runs = runsAt < 0 ? sizes.runs : Number(flags.rest[runsAt + 1]);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`bench kernels: --runs must be a positive integer, got '${flags.rest[runsAt + 1]}'`);
   const mm = flags.quick ? { m: 512, k: 256, n: 512 } : { m: 2048, k: 256, n: 1024 };
   const { tf, features } = await loadTfWasm();
   const runners: Record<'ours' | 'packed' | 'dot', CompiledRunner> = {
