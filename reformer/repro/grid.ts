@@ -181,7 +181,10 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
   if (recorded !== undefined) checkRecorded(dir, recorded, config, seed, data);
   const lock = RunLock.acquire(dir);
   try {
-    if (recorded === undefined || recorded.config.train.steps !== steps) {
+    const before = await latestCheckpoint(dir);
+    const willTrain = before === undefined || before < steps;
+    // A new length is recorded only when training runs to it (a run already past it stays as it is).
+    if (recorded === undefined || (willTrain && recorded.config.train.steps !== steps)) {
       const manifest: RunManifest = {
         config,
         seed,
@@ -192,10 +195,9 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
       };
       await writeRunManifest(dir, manifest);
     }
-    const before = await latestCheckpoint(dir);
     let training: CellResult['training'] = 'skipped';
     const stepTimes: { wall: number; cpu: number }[] = [];
-    if (before === undefined || before < steps) {
+    if (willTrain) {
       training = before === undefined ? 'trained' : 'resumed';
       log(`${tag} ${before === undefined ? 'training' : `resuming at step ${before}`}, ${steps} steps`);
       const store = new RunDirectory(dir, { keep: config.train.keepCheckpoints, lock, data: data.identity });
