@@ -58,15 +58,18 @@ describe('LSHSelfAttention layer', () => {
     expect(maxAbsDiff(runLayer(lsh, params, x, [B, L, d]).out.data, runLayer(full, params, x, [B, L, d]).out.data)).toBeLessThan(1e-9);
   });
 
-  it('with a padding mask, real tokens ignore padded ones and padded tokens take bucket nb', () => {
+  // with the paper-time switches too: padded keys are closed slots, which get no duplicate correction (no log 0)
+  for (const switches of [{}, { allowDuplicateAttention: false }, { allowDuplicateAttention: false, attendAcrossBuckets: false }]) {
+  it(`with a padding mask, real tokens ignore padded ones and padded tokens take bucket nb (${JSON.stringify(switches)})`, () => {
     const nb = 4;
-    const layer = LSHSelfAttention({ nHeads: 1, dHead: 3, nHashes: 2, nBuckets: nb, chunkLen: 2, padMask: true });
+    const layer = LSHSelfAttention({ nHeads: 1, dHead: 3, nHashes: 2, nBuckets: nb, chunkLen: 2, padMask: true, ...switches });
     expect([layer.nIn, layer.nOut]).toEqual([2, 2]);
     const params = layer.init(new InitKey(5), [spec([B, L, d]), spec([B, L], 'i32')]);
     const mask = hostTensor([B, L], [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0], 'i32');
     const a = runLayer(layer, params, x, [B, L, d], { input1: mask });
     const x2 = x.map((e, i) => (mask.data[Math.floor(i / d)] === 0 ? e + 5 * Math.sin(i) : e));
     const b = runLayer(layer, params, x2, [B, L, d], { input1: mask });
+    expect(Array.from(a.out.data).every(Number.isFinite)).toBe(true);
     for (let t = 0; t < B * L; t++) {
       if (mask.data[t] === 0) continue;
       expect(Array.from(b.out.data.slice(t * d, (t + 1) * d))).toEqual(Array.from(a.out.data.slice(t * d, (t + 1) * d)));
@@ -79,6 +82,7 @@ describe('LSHSelfAttention layer', () => {
       else expect(local).toBeLessThan(nb);
     });
   });
+  }
 
   it('gives clear errors', () => {
     expect(() => LSHSelfAttention({ nHeads: 1, dHead: 2, nHashes: 1, chunkLen: 2, nBuckets: 3 })).toThrow(/LSHSelfAttention: option 'nBuckets' must be even/);
