@@ -4,12 +4,17 @@
  * through the compiled runner on webasm, for the default config (reformer/config.ts
  * defaultRunConfig) and a d=256, L=2048 config. Batches come from the synthetic duplication task
  * (no corpus to load; a step's cost does not depend on the token values). The first step compiles
- * and is not timed; the figure is the median over the timed steps.
+ * and is not timed; the figure is the median over the timed steps. Then the per-kernel dispatch
+ * cost on webasm (`dispatchCost`).
  */
 import { defaultRunConfig, type RunConfig } from '../reformer/config.ts';
 import { duplicationDataSource } from '../reformer/train/data-source.ts';
 import { train } from '../reformer/train/trainer.ts';
+import { Graph } from '../compiler/ir/graph.ts';
+import { hostTensor } from '../compiler/ir/host-tensor.ts';
+import * as P from '../compiler/ir/primitives.ts';
 import { createRunner } from '../runtime/compiled-runner.ts';
+import { timeIt } from './support/measure.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
 import { formatTable, machineInfo } from './support/measure.ts';
 import { describeThreads, gpujsThreads } from './support/runtimes.ts';
@@ -70,6 +75,35 @@ async function stepSeconds(config: RunConfig, timed: number): Promise<number[]> 
   return seconds;
 }
 
+/**
+ * Per-kernel dispatch cost on webasm: a chain of `kernels` tiny elementwise kernels (each made a
+ * buffer of its own) over `cells` elements, as one pipeline; the slope between 1 and 65 kernels is
+ * the cost of one more kernel (below 4096 cells the pipeline runs fused-sync, from 4096 on
+ * fused-threaded with a barrier between steps). Kernel by kernel (`pipeline: false`) as well.
+ */
+export async function dispatchCost(cells: number, pipeline: boolean): Promise<{ cells: number; executor: string; msPerKernel: number }> {
+  const runner = await createRunner({ backend: 'webasm', pipeline });
+  const chain = (kernels: number) => {
+    const g = new Graph();
+    let y = g.input('x', [cells]);
+    for (let i = 0; i < kernels; i++) {
+      y = P.binary('mul', y, P.broadcastTo(P.constant(g, 0.999), [cells]));
+      g.materialize.add(y.id);
+    }
+    g.outputs = [y.id];
+    return g;
+  };
+  const feeds = { x: hostTensor([cells], new Float32Array(cells).fill(1)) };
+  const [one, many] = [chain(1), chain(65)];
+  try {
+    const t1 = await timeIt(() => runner.run(one, feeds), 15, 2);
+    const t65 = await timeIt(() => runner.run(many, feeds), 15, 2);
+    return { cells, executor: runner.stats.executor, msPerKernel: (t65.medianMs - t1.medianMs) / 64 };
+  } finally {
+    runner.destroy();
+  }
+}
+
 async function run(flags: SuiteFlags): Promise<unknown> {
   const i = flags.rest.indexOf('--steps');
   const timed = i >= 0 ? Number(flags.rest[i + 1]) : flags.quick ? 2 : 5;
@@ -83,9 +117,11 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     const tokens = config.train.batchSize * config.model.seqLen;
     rows.push({ config: name, tokensPerStep: tokens, steps: s.length, medianStepS: median(s), tokensPerSec: tokens / median(s) });
   }
+  const dispatch = flags.quick ? [] : [await dispatchCost(16, true), await dispatchCost(16384, true), await dispatchCost(16, false)];
   const threads = { gpujs: gpujsThreads() };
-  const metrics = Object.fromEntries(rows.map((r) => [`train ${r.config} tok/s`, r.tokensPerSec]));
-  const summary = { machine: machineInfo(), threads, rows, metrics };
+  const metrics: Record<string, number> = Object.fromEntries(rows.map((r) => [`train ${r.config} tok/s`, r.tokensPerSec]));
+  for (const d of dispatch) metrics[`dispatch ${d.executor} ${d.cells} cells ms/kernel`] = d.msPerKernel;
+  const summary = { machine: machineInfo(), threads, rows, dispatch, metrics };
   if (flags.json) {
     console.log(JSON.stringify(summary, null, 2));
     return summary;
@@ -98,6 +134,10 @@ async function run(flags: SuiteFlags): Promise<unknown> {
       rows.map((r) => [r.config, String(r.tokensPerStep), String(r.steps), r.medianStepS.toFixed(3), r.tokensPerSec.toFixed(0)]),
     ),
   );
+  if (dispatch.length > 0) {
+    console.log('dispatch cost of one more kernel (slope of a 1- vs 65-kernel chain, medians of 15 runs):');
+    console.log(formatTable(['executor', 'cells', 'ms / kernel'], dispatch.map((d) => [d.executor, String(d.cells), d.msPerKernel.toFixed(3)])));
+  }
   return summary;
 }
 
