@@ -267,6 +267,11 @@ function build(compiled: CompiledGraph, options: EmitModuleOptions): SourceFile 
 
 /** The module text for `compiled`. */
 export function emitKernelModule(compiled: CompiledGraph, options: EmitModuleOptions = {}): string {
+  // a native product is our own WebAssembly module, not gpu.js source the module could run
+  const native = compiled.kernels.find((k) => k.native !== undefined);
+  if (native !== undefined) {
+    throw new Error(`emitKernelModule: kernel ${native.name} is a native WebAssembly matmul product; compile with matmul 'dot' (the default) to emit a module`);
+  }
   const text = build(compiled, options).getFullText();
   return text.endsWith('\n') ? text : text + '\n';
 }

@@ -69,6 +69,15 @@ describe('emitted kernel module', () => {
     checkModule(emitKernelModule(compiled, { title: 'test graph' }), compiled);
   });
 
+  it('refuses a graph compiled with native WebAssembly matmul products, naming the kernel', () => {
+    const g = new Graph();
+    g.outputs = [P.matmul(g.input('a', [512, 512]), g.input('b', [512, 512])).id];
+    const compiled = compile(g, g.outputs, { matmul: 'auto' });
+    const native = compiled.kernels.find((k) => k.native !== undefined);
+    expect(native).toBeDefined(); // 512³ multiply-adds are past PACKED_MATMUL_MIN_MACS
+    expect(() => emitKernelModule(compiled)).toThrow(new RegExp(`kernel ${native!.name} is a native WebAssembly matmul product`));
+  });
+
   it('`compileCommand` writes <emit>/kernels.ts for the default model and prints a kernel on request', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'reformer-compile-'));
     dirs.push(dir);
