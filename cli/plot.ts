@@ -57,7 +57,7 @@ export interface SeriesPoint {
 }
 
 /** Line plot of named series over steps as SVG (also used by `npm run repro` for several runs in one plot). */
-export async function renderSeries(values: readonly SeriesPoint[], title: string, options: { points?: boolean; yTitle?: string; zeroBaseline?: boolean } = {}): Promise<string> {
+export async function renderSeries(values: readonly SeriesPoint[], title: string, options: { points?: boolean; yTitle?: string; yFormat?: string; zeroBaseline?: boolean } = {}): Promise<string> {
   const spec: vl.TopLevelSpec = {
     title,
     width: 640,
@@ -66,7 +66,13 @@ export async function renderSeries(values: readonly SeriesPoint[], title: string
     mark: { type: 'line', point: options.points ?? false },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
-      y: { field: 'value', type: 'quantitative', title: options.yTitle ?? null, scale: { zero: options.zeroBaseline ?? true } },
+      y: {
+        field: 'value',
+        type: 'quantitative',
+        title: options.yTitle ?? null,
+        scale: { zero: options.zeroBaseline ?? true },
+        ...(options.yFormat !== undefined ? { axis: { format: options.yFormat } } : {}),
+      },
       color: { field: 'series', type: 'nominal', title: null },
     },
   };

@@ -25,6 +25,7 @@ export async function writeCurves(grid: GridResult): Promise<string | undefined>
   const svg = await renderSeries(values, title, {
     points: values.length < 80,
     yTitle: accuracy ? 'second-half accuracy' : 'bits/char',
+    ...(accuracy ? { yFormat: '%' } : {}),
     zeroBaseline: accuracy,
   });
   const path = join(grid.out, CURVES_FILE);
