@@ -174,25 +174,33 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     materializeSums(region, () => walk(region, replayed, entered));
   };
 
+  /**
+   * In the order of the semantics (§3): replay G on Y1 and differentiate it with dY2 at once, so
+   * G's intermediates die before F is replayed; rebuild X2 = Y2 − G(Y1); replay F on X2 and
+   * differentiate it with dY1'; rebuild X1 = Y1 − F(X2).
+   */
   const backpropReversible = (block: ReversibleRegion, values: ValueMap, entered: ReadonlySet<Region>) => {
     const flows = [block.y1, block.y2].some((id) => active(id) && cotangent.has(id));
     if (!flows) return;
     const rebuilt = new ValueMap(values);
     const y1 = graph.tensor(rebuilt.get(block.y1));
     const y2 = graph.tensor(rebuilt.get(block.y2));
-    graph.withScope(`reverse(${block.label})`, () => {
-      replay(block.g, rebuilt);
-      const x2 = P.binary('sub', y2, graph.tensor(rebuilt.get(block.g.out)));
-      rebuilt.set(block.x2, x2.id);
-      replay(block.f, rebuilt);
-      const x1 = P.binary('sub', y1, graph.tensor(rebuilt.get(block.f.out)));
-      rebuilt.set(block.x1, x1.id);
+    const scope = `reverse(${block.label})`;
+    materializeSums(block, () => {
+      graph.withScope(scope, () => replay(block.g, rebuilt));
+      walk({ start: block.g.start, end: block.end }, rebuilt, entered);
+      graph.withScope(scope, () => {
+        rebuilt.set(block.x2, P.binary('sub', y2, graph.tensor(rebuilt.get(block.g.out))).id);
+        replay(block.f, rebuilt);
+      });
+      walk({ start: block.start, end: block.g.start }, rebuilt, entered);
+      graph.withScope(scope, () => rebuilt.set(block.x1, P.binary('sub', y1, graph.tensor(rebuilt.get(block.f.out))).id));
     });
+    // When X1 and X2 are one node (after Dup) either rebuilt value stands for it.
     const x1 = rebuilt.get(block.x1);
     const x2 = rebuilt.get(block.x2);
     rebuiltInputs.set(block.x1, x1);
     rebuiltInputs.set(block.x2, x2);
-    materializeSums(block, () => walk(block, rebuilt, entered));
     // From here on the rebuilt inputs stand in for the forward ones (the previous block's outputs).
     values.set(block.x2, x2);
     values.set(block.x1, x1);
