@@ -46,10 +46,11 @@ export class TrainProgress {
     private readonly tokensPerStep: number,
     interactive: boolean,
   ) {
-    // MultiBar (with one bar) because it can print log lines above the bar.
+    // MultiBar (with one bar) because it can print log lines above the bar. `{eta}` and `{duration}`
+    // are cli-progress's own (whole-run averages), so our figures use other names.
     this.bars = interactive
       ? new cliProgress.MultiBar(
-          { format: 'step {value}/{total} |{bar}| loss {loss} bpc {bpc} | {tps} tok/s | ETA {eta}', hideCursor: true },
+          { format: 'step {value}/{total} |{bar}| loss {loss} bpc {bpc} | {tps} tok/s | ETA {remaining}', hideCursor: true },
           cliProgress.Presets.shades_classic,
         )
       : undefined;
@@ -63,14 +64,14 @@ export class TrainProgress {
       loss: r.loss.toFixed(3),
       bpc: r.bpc.toFixed(3),
       tps: perStep === undefined ? '?' : String(Math.round(this.tokensPerStep / perStep)),
-      eta: perStep === undefined ? '?' : formatDuration((this.totalSteps - r.step) * perStep),
+      remaining: perStep === undefined ? '?' : formatDuration((this.totalSteps - r.step) * perStep),
     };
     if (this.bars) {
       this.bar ??= this.bars.create(this.totalSteps, r.step - 1, payload);
       this.bar.update(r.step, payload);
     } else if (r.step === 1 || r.step - this.lastPrinted >= 10 || r.step === this.totalSteps) {
       this.lastPrinted = r.step;
-      console.log(`step ${r.step}/${this.totalSteps} loss ${payload.loss} bpc ${payload.bpc} ${payload.tps} tok/s ETA ${payload.eta}`);
+      console.log(`step ${r.step}/${this.totalSteps} loss ${payload.loss} bpc ${payload.bpc} ${payload.tps} tok/s ETA ${payload.remaining}`);
     }
   }
 
