@@ -17,7 +17,7 @@ const { config, data } = tinySetup(tmp.dir, { steps: 6, checkpointEvery: 2, eval
 const trainArgs = (out: string, cfg = config) => ['train', '--config', cfg, '--data', data, '--backend', 'reference', '--out', out];
 
 describe('run directories (child processes)', () => {
-  it('training twice into one --out is refused and leaves the first run intact; --force moves it aside', async () => {
+  it('training twice into one --out is refused and leaves the first run intact; --force moves it aside (and --no-reversible is recorded)', async () => {
     const out = join(tmp.dir, 'twice');
     expect((await runCli(trainArgs(out))).code).toBe(0);
     const first = snapshot(out);
@@ -26,13 +26,14 @@ describe('run directories (child processes)', () => {
     expect(errorLine(again)).toMatch(/--out '.*twice' already holds a run; continue it with --resume, choose another --out, or start over with --force/);
     expect(snapshot(out)).toEqual(first);
 
-    const forced = await runCli([...trainArgs(out), '--seed', '1', '--force']);
+    const forced = await runCli([...trainArgs(out), '--seed', '1', '--force', '--no-reversible']);
     expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toContain('(plain backprop)');
     const aside = readdirSync(tmp.dir).filter((n) => n.startsWith('twice.previous-'));
     expect(aside).toHaveLength(1);
     expect(forced.stdout).toContain(aside[0]);
     expect(snapshot(join(tmp.dir, aside[0]!))).toEqual(first);
-    expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).seed).toBe(1);
+    expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'))).toMatchObject({ seed: 1, config: { train: { reversible: false } } });
     expect(logRecords(out).filter((r) => r.type === 'train').map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
