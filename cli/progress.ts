@@ -75,10 +75,12 @@ export class TrainProgress {
     }
   }
 
-  /** Prints a line (above the bar when there is one). */
+  /** Prints a line now (above the bar when there is one). */
   log(line: string): void {
-    if (this.bars) this.bars.log(`${line}\n`);
-    else console.log(line);
+    if (this.bars) {
+      this.bars.log(`${line}\n`);
+      this.bars.update(); // draws at once; otherwise the line waits for the next redraw (lost if the bar stops first)
+    } else console.log(line);
   }
 
   /** Removes the bar and shows the cursor again. Safe to call more than once. */

@@ -49,6 +49,7 @@ describe.skipIf(!hasScript)('reformer train on a terminal', () => {
     const stopped = /SIGINT: stopped after step (\d+); checkpoint saved in/.exec(t);
     expect(stopped, t.slice(-2000)).not.toBeNull();
     expect(t.indexOf(stopped![0])).toBeGreaterThan(shown);
+    expect(t).toContain('SIGINT: stopping after this step and saving a checkpoint');
     expect(t).toContain(`resume with: npx reformer train --out ${out} --resume`);
     expect(readFileSync(join(out, 'latest'), 'utf8').trim()).toBe(`step-${stopped![1]}`);
     // The bar's ETA is our moving-average figure, formatted as 12s / 3m05s / 1h02m.
