@@ -79,6 +79,9 @@ export async function verifyCommand(source: string, opts: VerifyCommandOptions):
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
   });
   console.log(`${result.passed ? 'PASS' : 'FAIL'}: ${result.runs} run(s), ${result.blocks} blocks; worst error/bound ${result.worstRatio.toExponential(2)} (${result.worst})`);
+  // The rebuild's rounding in units of float64 epsilon, measured on the reference (see reformer/verify.ts).
+  const conditioning = result.amplification > 1e4 ? ': reconstruction is ill-conditioned at some input scales (e.g. LayerNorm on tiny inputs); float32 bounds widened by it' : '';
+  console.log(`reconstruction amplifies rounding by up to ×${result.amplification.toExponential(1)}${conditioning}`);
   if (result.counterexample) console.log(`counterexample (shrunk): ${JSON.stringify(result.counterexample)}`);
   return result.passed;
 }

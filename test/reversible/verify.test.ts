@@ -3,7 +3,7 @@ import { Dense, InitKey, LayerNorm, Relu, Serial, noParams, spec } from '../../d
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { defaultRunConfig } from '../../reformer/config.ts';
 import { buildModel } from '../../reformer/model.ts';
-import { verifyReversible } from '../../reformer/verify.ts';
+import { checkReversibleCase, prepareReversibleCheck, verifyReversible } from '../../reformer/verify.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends } from '../compile/support.ts';
 import { buildResidual } from './support.ts';
@@ -31,6 +31,24 @@ describe('verifyReversible', () => {
       const report = await verifyReversible(model, params, { inputs: [{ shape: [1, 32], dtype: 'i32' }], intHigh: cfg.vocabSize, numRuns: 3, seed: 2, runner });
       expect(report.passed, `${backend}: ${report.worst}`).toBe(true);
       expect(report.worstRatio).toBeGreaterThan(0);
+    }
+  });
+
+  it('LayerNorm-first branches at input scale 1e-3: the float64 run measures the ill-conditioned rebuild, and float32 still passes', async () => {
+    const d = 8;
+    const branch = () => Serial(LayerNorm(), Dense(2 * d), Relu(), Dense(d));
+    const stack = ReversibleStack([Reversible(branch(), branch()), Reversible(branch(), branch()), Reversible(branch(), branch())]);
+    const params = stack.init(new InitKey(1), [spec([4, d]), spec([4, d])]);
+    const options = { inputs: [{ shape: [4, d] }, { shape: [4, d] }] };
+    const check = prepareReversibleCheck(stack, params, options);
+    for (const backend of await availableBackends()) {
+      const runner = await CompiledRunner.create({ backend });
+      const tiny = await checkReversibleCase(check, { dataSeed: 0, stepSeed: 0, scale: 1e-3 }, runner, options);
+      const unit = await checkReversibleCase(check, { dataSeed: 0, stepSeed: 0, scale: 1 }, runner, options);
+      expect(tiny.ratio, `${backend}: ${tiny.where}`).toBeLessThanOrEqual(1);
+      expect(unit.ratio, `${backend}: ${unit.where}`).toBeLessThanOrEqual(1);
+      // Rounding is amplified far more by the rebuild at the tiny scale than at the unit one.
+      expect(tiny.amplification).toBeGreaterThan(100 * unit.amplification);
     }
   });
 
