@@ -50,7 +50,7 @@ function writer(base: KernelBase, params: ReadonlyMap<NodeId, string> = base.par
 }
 
 function paramsOf(reads: readonly NodeId[]): Map<NodeId, string> {
-  return new Map(reads.map((id) => [id, `b${id}`]));
+  return new Map(reads.map((id, i) => [id, `b${i}`]));
 }
 
 const searchSteps = (n: number): number => Math.ceil(Math.log2(n + 1)) + 1;
