@@ -26,10 +26,10 @@ export const groups = {
   },
   optim: {
     mutate: ['runtime/optim/*.ts'],
-    testFiles: ['test/runtime/optim.test.ts'],
+    testFiles: ['test/runtime/optim*.test.ts'],
   },
   checkpoint: {
     mutate: ['runtime/checkpoint.ts'],
-    testFiles: ['test/runtime/checkpoint.test.ts', 'test/runtime/safetensors.test.ts'],
+    testFiles: ['test/runtime/checkpoint*.test.ts', 'test/runtime/safetensors.test.ts'],
   },
 };

@@ -27,6 +27,7 @@ const scalar = (t: Tensor, v: number) => P.constant(t.graph, v);
 export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
   let t = g;
   const lead = t.rank - shape.length;
+  // Stryker disable next-line EqualityOperator: at d = rank the target is undefined, so `<=` adds a pass that does nothing
   for (let d = 0; d < t.rank; d++) {
     const target = d < lead ? 1 : shape[d - lead]!;
     if (target === 1 && t.shape[d] !== 1) t = P.reduce('sum', t, d);
@@ -35,6 +36,7 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
 }
 
 function inversePerm(perm: readonly number[]): number[] {
+  // Stryker disable next-line ArrayDeclaration: every index is assigned below, so the preallocated length changes nothing
   const inv = new Array<number>(perm.length);
   perm.forEach((p, i) => (inv[p] = i));
   return inv;
@@ -61,6 +63,7 @@ export const vjpRules: Record<OpName, Rule> = {
   cast: noGradient,
 
   unary: ({ node, out, args: [x], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'unary') throw new Error('unreachable');
     switch (node.fn) {
       case 'neg':
@@ -81,6 +84,7 @@ export const vjpRules: Record<OpName, Rule> = {
   },
 
   binary: ({ node, args: [a, b], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'binary') throw new Error('unreachable');
     switch (node.fn) {
       case 'add':
@@ -100,7 +104,9 @@ export const vjpRules: Record<OpName, Rule> = {
         const zero = scalar(g, 0);
         return [P.where(pickA, g, zero), P.where(pickA, zero, g)];
       }
+      // Stryker disable next-line all: mod is i32-only and i32 values carry no gradient, so this case never runs
       case 'mod':
+        // Stryker disable next-line all: see above
         return [null, null];
     }
   },
@@ -113,6 +119,7 @@ export const vjpRules: Record<OpName, Rule> = {
   matmul: ({ args: [a, b], g }) => [P.matmul(g, swapLast(b!)), P.matmul(swapLast(a!), g)],
 
   reduce: ({ node, out, args: [x], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'reduce') throw new Error('unreachable');
     const gb = P.broadcastTo(g, x!.shape);
     if (node.fn === 'sum') return [gb];
@@ -125,19 +132,23 @@ export const vjpRules: Record<OpName, Rule> = {
   broadcast: ({ args: [x], g }) => [sumToShape(g, x!.shape)],
   reshape: ({ args: [x], g }) => [P.reshape(g, x!.shape)],
   transpose: ({ node, g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'transpose') throw new Error('unreachable');
     return [P.transpose(g, inversePerm(node.perm))];
   },
   slice: ({ node, args: [x], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'slice') throw new Error('unreachable');
     const after = x!.shape.map((d, i) => d - node.begin[i]! - node.shape[i]!);
     return [P.pad(g, node.begin, after)];
   },
   pad: ({ node, args: [x], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'pad') throw new Error('unreachable');
     return [P.slice(g, node.before, x!.shape)];
   },
   concat: ({ node, args, g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'concat') throw new Error('unreachable');
     let offset = 0;
     return args.map((x) => {
@@ -147,10 +158,12 @@ export const vjpRules: Record<OpName, Rule> = {
     });
   },
   gather: ({ node, args: [x, index], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'gather') throw new Error('unreachable');
     return [P.scatterAdd(g, index!, node.axis, x!.shape[node.axis]!), null];
   },
   scatterAdd: ({ node, args: [, index], g }) => {
+    // Stryker disable next-line ConditionalExpression,StringLiteral: a type guard for TypeScript; rules are looked up by op, so it never throws
     if (node.op !== 'scatterAdd') throw new Error('unreachable');
     return [P.gather(g, index!, node.axis), null];
   },
