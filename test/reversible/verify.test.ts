@@ -52,6 +52,14 @@ describe('verifyReversible', () => {
     }
   });
 
+  it('the planted example examples/planted/leaky-block.ts fails with a counterexample naming the value its F reads', async () => {
+    const { model, inputs } = await import('../../examples/planted/leaky-block.ts');
+    const params = model.init(new InitKey(0), inputs.map((i) => spec(i.shape)));
+    const report = await verifyReversible(model, params, { inputs, numRuns: 3, seed: 1 });
+    expect(report.passed).toBe(false);
+    expect(report.counterexample?.failure).toMatch(/the backward reads forward value %\d+ \(Serial\[2\]\.Double\) at the inputs of LeakyBlock/);
+  });
+
   it('rejects layers that hold no reversible block', async () => {
     await expect(verifyReversible(Dense(3), Dense(3).init(new InitKey(0), [spec([2, 3])]), { inputs: [{ shape: [2, 3] }] })).rejects.toThrow(/Dense holds no Reversible block/);
     await expect(verifyReversible(Relu(), noParams, { inputs: [{ shape: [2, 3] }] })).rejects.toThrow(/no Reversible block/);
