@@ -23,7 +23,10 @@ export async function runBench(argv: readonly string[]): Promise<unknown> {
   const summary = await suite.run(flags);
   if (baseline === undefined) return summary;
   // the same suite on another commit, after ours (see bench/support/baseline.ts)
-  const base = await runBaseline(baseline, name, suiteArgs.filter((a) => a !== '--json'));
+  // the peer does not depend on the tree, so the baseline runs without it
+  const peerAt = suiteArgs.indexOf('--peer');
+  const baseArgs = suiteArgs.filter((a, i) => a !== '--json' && (peerAt < 0 || (i !== peerAt && i !== peerAt + 1)));
+  const base = await runBaseline(baseline, name, baseArgs);
   const metrics = (summary as { metrics?: Record<string, number> }).metrics ?? {};
   if (flags.json) console.log(JSON.stringify({ baseline: base, metrics }, null, 2));
   else console.log(compareToBaseline(metrics, base));
