@@ -12,7 +12,8 @@
  *
  * The group becomes:
  *   1. `<group>.packA`: A's value (any fused prologue: views, casts, elementwise producers) written
- *      as panels [batch][⌈m/4⌉][k][4] (four rows interleaved, rows past m are 0);
+ *      as panels [batch][⌈m/4⌉][k][4] (four rows interleaved, rows past m are 0); with the wasm
+ *      product an operand that is a plain buffer skips this kernel (the product packs it);
  *   2. `<group>.packB`: B as panels [batch][⌈n/4⌉][k][4] (four columns interleaved);
  *   3. `<group>.product`: the Array(4) kernel, launched [4⌈n/4⌉, ⌈m/4⌉, batch]; cell (j, q, z)
  *      holds C[z][4q + c][j] at component c, i.e. element (z, i, j) sits at
@@ -192,8 +193,8 @@ export interface PackedKernels {
 }
 
 /** The wasm product: C row-major [batch][4·quads][nPad] (see wasm-matmul.ts); `source` only describes it. */
-function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey[], g: PackedGeometry): KernelSource {
-  const native = { batch: g.batch, mPad: 4 * g.quads, k: g.k, nPad: g.nPad };
+function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey[], g: PackedGeometry, packed: { a: boolean; b: boolean }): KernelSource {
+  const native = { batch: g.batch, m: g.m, mPad: 4 * g.quads, k: g.k, n: g.n, nPad: g.nPad, packedA: packed.a, packedB: packed.b };
   const size = native.batch * native.mPad * native.nPad;
   return {
     name: key,
@@ -213,19 +214,24 @@ function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey
 export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine: ProductEngine): PackedKernels {
   const mm = plan.graph.node(mmId) as Node & { op: 'matmul' };
   const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
-  const packA = packKernel(plan, group, mm.a, 'A', g);
-  const packB = packKernel(plan, group, mm.b, 'B', g);
   if (engine === 'wasm') {
     // row-major [batch][m][n] without padding is the root's own layout when nothing follows the product
     const direct = group.root === mmId && g.m % 4 === 0 && g.n % 8 === 0;
     const key = direct ? nodeKey(group.root) : `${group.name}.product`;
+    // an operand that is a buffer itself is packed by the product while copying it in
+    const isBuffer = (id: NodeId) => id !== group.root && plan.buffers.has(id);
+    const packs = [isBuffer(mm.a) ? undefined : packKernel(plan, group, mm.a, 'A', g), isBuffer(mm.b) ? undefined : packKernel(plan, group, mm.b, 'B', g)];
+    const params = [packs[0]?.output ?? nodeKey(mm.a), packs[1]?.output ?? nodeKey(mm.b)];
+    const product = wasmProduct(key, group, params, g, { a: packs[0] !== undefined, b: packs[1] !== undefined });
     return {
-      kernels: [packA, packB, wasmProduct(key, group, [packA.output, packB.output], g)],
+      kernels: [...packs.filter((k): k is KernelSource => k !== undefined), product],
       product: { key, param: 'bp', geometry: g },
       epilogueReads: bufferReads(plan, group.root, group.root, mmId),
       direct,
     };
   }
+  const packA = packKernel(plan, group, mm.a, 'A', g);
+  const packB = packKernel(plan, group, mm.b, 'B', g);
   const key = `${group.name}.product`;
   const product: KernelSource = {
     name: key,

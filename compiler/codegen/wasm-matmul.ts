@@ -112,13 +112,22 @@ export function wasmMatmulModule(): Uint8Array<ArrayBuffer> {
 /** Shape of one native product: batch of [mPad × k]·[k × nPad] (mPad % 4 = 0, nPad % 8 = 0). */
 export interface WasmMatmulShape {
   readonly batch: number;
+  readonly m: number;
   readonly mPad: number;
   readonly k: number;
+  readonly n: number;
   readonly nPad: number;
+  /**
+   * Whether A (B) arrives packed by a pack kernel, or as the plain row-major buffer [batch][m][k]
+   * ([batch][k][n]) that the product packs itself while copying it in: an operand that already is
+   * a buffer needs no pack kernel, no pipeline segment and no second copy.
+   */
+  readonly packedA: boolean;
+  readonly packedB: boolean;
 }
 
 /** C (row-major [batch][mPad][nPad]) from packed A and B, in a memory of its own. */
-export type WasmMatmul = (packedA: Float32Array, packedB: Float32Array) => Float32Array;
+export type WasmMatmul = (a: Float32Array, b: Float32Array) => Float32Array;
 
 export function wasmSimdSupported(): boolean {
   try {
@@ -129,7 +138,7 @@ export function wasmSimdSupported(): boolean {
 }
 
 export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
-  const { batch, mPad, k, nPad } = shape;
+  const { batch, m, mPad, k, n, nPad } = shape;
   if (mPad % 4 !== 0 || nPad % 8 !== 0) throw new RangeError(`wasm matmul: mPad must be a multiple of 4 and nPad of 8, got ${mPad} and ${nPad}`);
   const [aLen, bLen, cLen] = [mPad * k, k * nPad, mPad * nPad];
   const bytes = 4 * batch * (aLen + bLen + cLen);
@@ -140,11 +149,32 @@ export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
   const f32 = new Float32Array(memory.buffer);
   const [aOff, bOff, cOff] = [0, batch * aLen, batch * (aLen + bLen)];
   return (packedA, packedB) => {
-    if (packedA.length !== batch * aLen || packedB.length !== batch * bLen) {
-      throw new RangeError(`wasm matmul: packed operands of ${packedA.length} and ${packedB.length} floats, expected ${batch * aLen} and ${batch * bLen}`);
+    const [wantA, wantB] = [batch * (shape.packedA ? aLen : m * k), batch * (shape.packedB ? bLen : k * n)];
+    if (packedA.length !== wantA || packedB.length !== wantB) {
+      throw new RangeError(`wasm matmul: operands of ${packedA.length} and ${packedB.length} floats, expected ${wantA} and ${wantB}`);
     }
-    f32.set(packedA, aOff);
-    f32.set(packedB, bOff);
+    if (shape.packedA) f32.set(packedA, aOff);
+    else {
+      // row quads: (r, kk) → ((r >> 2)·k + kk)·4 + (r & 3); padded rows stay 0 from the start
+      for (let z = 0; z < batch; z++) {
+        for (let r = 0; r < m; r++) {
+          const src = (z * m + r) * k;
+          const dst = aOff + z * aLen + (r >> 2) * k * 4 + (r & 3);
+          for (let kk = 0; kk < k; kk++) f32[dst + kk * 4] = packedA[src + kk]!;
+        }
+      }
+    }
+    if (shape.packedB) f32.set(packedB, bOff);
+    else {
+      // column octets: (kk, j) → ((j >> 3)·k + kk)·8 + (j & 7); padded columns stay 0
+      for (let z = 0; z < batch; z++) {
+        for (let kk = 0; kk < k; kk++) {
+          const src = (z * k + kk) * n;
+          const dst = bOff + z * bLen + kk * 8;
+          for (let j = 0; j < n; j++) f32[dst + (j >> 3) * k * 8 + (j & 7)] = packedB[src + j]!;
+        }
+      }
+    }
     for (let z = 0; z < batch; z++) mm(4 * (aOff + z * aLen), 4 * (bOff + z * bLen), 4 * (cOff + z * cLen), mPad, k, nPad);
     return f32.slice(cOff, cOff + batch * cLen);
   };
