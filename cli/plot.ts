@@ -73,7 +73,7 @@ export async function renderSeries(values: readonly SeriesPoint[], title: string
         scale: { zero: options.zeroBaseline ?? true },
         ...(options.yFormat !== undefined ? { axis: { format: options.yFormat } } : {}),
       },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 400 } },
     },
   };
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });

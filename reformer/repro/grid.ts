@@ -35,6 +35,8 @@ export interface CellEval {
 interface CellRecord {
   readonly step: number;
   readonly evals: Record<string, CellEval | null>;
+  /** Step times of the last invocation that trained the cell (kept when a later one skips it). */
+  readonly stepTime?: CellResult['stepTime'];
 }
 
 export interface CurvePoint {
@@ -233,6 +235,10 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
     const previous = await readCellRecord(dir);
     const evals: Record<string, CellEval | null> = previous?.step === run.step ? { ...previous.evals } : {};
     let evaluated = 0;
+    const timed = stepTimes.slice(1);
+    const stepTime =
+      timed.length > 0 ? { wallSeconds: median(timed.map((t) => t.wall)), cpuSeconds: median(timed.map((t) => t.cpu)), steps: timed.length } : previous?.stepTime;
+    const record = (): string => `${JSON.stringify({ step: run.step, evals, ...(stepTime ? { stepTime } : {}) } satisfies CellRecord, null, 2)}\n`;
     for (const evalArm of options.experiment.evalArms) {
       if (evalArm.id in evals) continue;
       const setup = evalSetup(run.config.model, evalArm.attention);
@@ -248,11 +254,13 @@ async function runCell(options: GridOptions, seed: number, arm: TrainArm, config
         log(`${tag} eval ${evalArm.label}: accuracy ${(100 * r.accuracy).toFixed(2)}%, bits/char ${r.bpc.toFixed(3)}`);
       }
       lock.assertHeld();
-      await writeFileAtomic(join(dir, CELL_RECORD), `${JSON.stringify({ step: run.step, evals } satisfies CellRecord, null, 2)}\n`);
+      await writeFileAtomic(join(dir, CELL_RECORD), record());
+    }
+    if (evaluated === 0 && timed.length > 0) {
+      lock.assertHeld();
+      await writeFileAtomic(join(dir, CELL_RECORD), record());
     }
     const { curve, trainSeconds } = await readCurve(dir);
-    const timed = stepTimes.slice(1);
-    const stepTime = timed.length > 0 ? { wallSeconds: median(timed.map((t) => t.wall)), cpuSeconds: median(timed.map((t) => t.cpu)), steps: timed.length } : undefined;
     return { seed, arm, dir, training, evaluated, step: run.step, params: countParams(run.params), trainSeconds, evals, curve, ...(stepTime ? { stepTime } : {}) };
   } finally {
     lock.release();

@@ -89,6 +89,9 @@ describe('repro duplication grid (toy scale)', () => {
     const third = await grid(out, { seeds: [0] });
     expect(third.cells.map((c) => `${c.training}/${c.evaluated}`)).toEqual(['skipped/0', 'skipped/0', 'skipped/0', 'skipped/0']);
     expect(buildTables(third).mean).toEqual(buildTables(again).mean);
+    // Step times of the invocation that trained a cell survive the ones that skip it.
+    expect(again.cells[2]!.stepTime).toBeDefined();
+    expect(third.cells[2]!.stepTime).toEqual(again.cells[2]!.stepTime);
   });
 
   it('refuses a cell folder trained with another config', async () => {
