@@ -2,15 +2,12 @@
  * `npm run mutate -- <group> [--budget MINUTES] [--incremental] [--mutate FILE,FILE] [--concurrency N]`:
  * runs Stryker on one group (stryker/groups.mjs) and prints the wall time.
  *
- * Two passes: the first shares one module registry across test files (fast, stryker/vitest.config.ts);
- * mutants in import-time code ("static": a module-level constant or table) are not activated by it,
- * so the second pass re-tests just those with vitest's usual per-file isolation, reusing every
- * other result through Stryker's incremental file. `--incremental` also reuses the results of the
- * group's previous run for mutants whose code and covering tests did not change. `--mutate` narrows
- * the run to some of the group's files. The budget stops a run (no report is written then).
+ * `--incremental` reuses the results of the group's previous run for mutants whose code and
+ * covering tests did not change. `--mutate` narrows the run to some of the group's files. The
+ * budget stops a run (no report is written then).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { groups } from './groups.mjs';
@@ -57,7 +54,7 @@ const timer =
         if (child !== undefined) process.kill(-child.pid, 'SIGTERM');
       }, budgetMinutes * 60_000);
 
-/** One Stryker run (always incremental, so the file carries results between passes); resolves to its exit code. */
+/** One Stryker run (always writing the incremental file, which a later `--incremental` run reads); resolves to its exit code. */
 function stryker(vitestConfig) {
   return new Promise((resolve) => {
     child = spawn(process.execPath, [strykerBin, 'run', 'stryker/stryker.config.mjs', '--incremental', ...only], {
@@ -69,26 +66,8 @@ function stryker(vitestConfig) {
   });
 }
 
-/** Drops the static mutants' results from the incremental file, so the next pass tests them again; returns how many. */
-function forgetStaticMutants() {
-  const report = JSON.parse(readFileSync(incrementalFile, 'utf8'));
-  let n = 0;
-  for (const file of Object.values(report.files)) {
-    const kept = file.mutants.filter((m) => !m.static);
-    n += file.mutants.length - kept.length;
-    file.mutants = kept;
-  }
-  writeFileSync(incrementalFile, JSON.stringify(report));
-  return n;
-}
-
 if (!incremental) rmSync(incrementalFile, { force: true });
-let code = await stryker('stryker/vitest.config.ts');
-if (code === 0 && !overBudget && existsSync(incrementalFile)) {
-  const n = forgetStaticMutants();
-  console.log(`mutate ${group}: re-testing ${n} static mutant(s) with per-file isolation`);
-  if (n > 0) code = await stryker('vitest.config.ts');
-}
+const code = await stryker('stryker/vitest.config.ts');
 if (timer !== undefined) clearTimeout(timer);
 const seconds = Math.round((Date.now() - started) / 1000);
 console.log(`mutate ${group}: ${overBudget ? 'stopped after' : 'finished in'} ${seconds} s (concurrency ${concurrency})`);

@@ -108,6 +108,7 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     const args = into.map((o) => graph.tensor(values.get(o)));
     const parts = graph.withScope(`grad(${node.scope || node.op})`, () => vjpRules[node.op]({ node, out, args, g }));
     parts.forEach((part, k) => {
+      // Stryker disable next-line LogicalOperator: rules return null only for i32 operands or behind stopGradient, which are never active
       if (part !== null && active(into[k]!)) accumulate(into[k]!, part);
     });
   };
@@ -134,6 +135,7 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
   for (const region of regions) {
     const list = endingAt.get(region.r.end - 1) ?? [];
     list.push(region);
+    // Stryker disable next-line all: already in this order for graphs built by Graph (recompute regions are listed first and cannot sit inside a block's end)
     list.sort((a, b) => a.r.start - b.r.start);
     endingAt.set(region.r.end - 1, list);
   }

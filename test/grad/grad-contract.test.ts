@@ -187,3 +187,50 @@ describe('vjp: memorySchedules', () => {
     expect(v.graph.toString()).toBe(explicit.graph.toString());
   });
 });
+
+describe('vjp: only what carries a gradient is differentiated', () => {
+  /** Backward nodes (ids past the forward) whose scope says they differentiate `scope`. */
+  const vjpNodesOf = (r: ReturnType<typeof vjp>, forwardCount: number, scope: string) => r.graph.nodes.slice(forwardCount).filter((n) => n.scope === `grad(${scope})`);
+
+  it('no VJP nodes for values reached from wrt only through stopGradient or i32, nor for values not reached from wrt', () => {
+    const g = new Graph();
+    const x = g.input('x', [3]);
+    const c = g.input('c', [3]);
+    const viaStop = g.withScope('viaStop', () => P.unary('exp', P.stopGradient(x)));
+    const viaInt = g.withScope('viaInt', () => P.unary('tanh', P.cast(P.argmax(P.reshape(x, [3, 1]), 1), 'f32')));
+    const notFromX = g.withScope('notFromX', () => P.unary('exp', c));
+    const y = P.binary('mul', P.binary('add', P.binary('add', viaStop, P.reshape(viaInt, [3])), notFromX), x);
+    const n = g.nodes.length;
+    const r = vjp(g, [y.id], [x.id], { seed: 'ones' });
+    for (const scope of ['viaStop', 'viaInt', 'notFromX']) expect(vjpNodesOf(r, n, scope), scope).toEqual([]);
+    expect(vjpNodesOf(r, n, 'binary').length).toBeGreaterThan(0);
+    const feeds = { x: hostTensor([3], [0.5, -1, 2]), c: hostTensor([3], [0.1, 0.2, 0.3]) };
+    const [gx] = evaluate(r.graph, feeds, r.gradients);
+    // ∂/∂x of (s + t + u)·x with s, t, u constant in x
+    const [s, t, u] = evaluate(g, feeds, [viaStop.id, viaInt.id, notFromX.id]);
+    expect(values(gx!)).toEqual([0, 1, 2].map((i) => s!.data[i]! + t!.data[i]! + u!.data[i]!));
+  });
+
+  it('no VJP nodes for values that depend on wrt but reach no output', () => {
+    const g = new Graph();
+    const x = g.input('x', [2]);
+    g.withScope('dead', () => P.unary('tanh', P.unary('exp', x)));
+    const y = P.binary('mul', x, x);
+    const n = g.nodes.length;
+    const r = vjp(g, [y.id], [x.id], { seed: 'ones' });
+    expect(vjpNodesOf(r, n, 'dead')).toEqual([]);
+  });
+
+  it('VJP nodes carry the scope grad(<layer path>) of the node they differentiate, grad(<op>) at top level', () => {
+    const g = new Graph();
+    const x = g.input('x', [2]);
+    const h = g.withScope('Serial[0].Dense', () => P.unary('tanh', x));
+    const y = P.binary('mul', h, h);
+    const n = g.nodes.length;
+    const r = vjp(g, [y.id], [x.id], { seed: 'ones' });
+    const scopes = new Set(r.graph.nodes.slice(n).map((m) => m.scope));
+    expect(scopes).toContain('grad(Serial[0].Dense)');
+    expect(scopes).toContain('grad(binary)');
+    expect([...scopes].every((s) => s === '' || s.startsWith('grad('))).toBe(true);
+  });
+});

@@ -91,16 +91,20 @@ describe('replay: gradient sums into values defined before a region are marked m
     const x = g.input('x', [2, 3]);
     const w = g.input('w', [2, 3], 'f32', 'param');
     const a = P.binary('mul', x, w);
-    const inner = g.recompute('R', () => {
-      const h = P.unary('tanh', P.binary('mul', a, a));
-      return P.binary('mul', h, h);
+    const z = P.unary('exp', x); // defined before the region, read only after it: its cotangent does not change there
+    const { sq, inner } = g.recompute('R', () => {
+      const sq = P.binary('mul', a, a); // the region's first node, also read after the region
+      const h = P.unary('tanh', sq);
+      return { sq, inner: P.binary('mul', h, h) };
     });
-    const loss = sumAll(P.binary('mul', P.binary('add', inner, P.binary('mul', a, P.constant(g, 3))), inner));
-    const out = grad(g, loss.id, [x.id, w.id, a.id]);
+    expect(sq.id).toBe(g.recomputeRegions[0]!.start);
+    const after = P.binary('add', P.binary('add', inner, P.binary('mul', a, P.constant(g, 3))), P.binary('add', z, sq));
+    const loss = sumAll(P.binary('mul', after, inner));
+    const out = grad(g, loss.id, [x.id, w.id, a.id, z.id]);
     const gradA = out.gradients[2]!;
     expect(out.graph.node(gradA)).toMatchObject({ op: 'binary', fn: 'add' });
     expect([...out.graph.materialize]).toEqual([gradA]);
-    expect(grad(g, loss.id, [x.id, w.id, a.id], { memorySchedules: false }).graph.materialize.size).toBe(0);
+    expect(grad(g, loss.id, [x.id, w.id, a.id, z.id], { memorySchedules: false }).graph.materialize.size).toBe(0);
     // a value only the region reads gets its first cotangent there: no sum, no mark
     const g2 = new Graph();
     const x2 = g2.input('x', [2]);
@@ -170,5 +174,61 @@ describe('replay: a reversible block with LSH attention reads its stored buckets
       const pv = evaluate(p.graph, feeds, p.gradients);
       sv.forEach((v, k) => expectClose(v.data, pv[k]!.data, 1e-10, 1e-10, `${mode} gradient ${k}`));
     }
+  });
+});
+
+describe('replay: which regions are entered', () => {
+  const block = (g: Graph, x1: Tensor, x2: Tensor) =>
+    g.reversible('B', x1, x2, (t) => g.withScope('F', () => P.unary('tanh', t)), (t) => g.withScope('G', () => P.unary('tanh', P.binary('mul', t, P.constant(g, 0.5)))));
+
+  it('Recompute around a reversible block: both are honoured, the outer first (F replayed by each)', () => {
+    const g = new Graph();
+    const x = g.input('x', [3]);
+    const [y1, y2] = g.recompute('R', () => block(g, P.unary('exp', x), P.unary('neg', x)));
+    expect(g.recomputeRegions[0]!.end).toBe(g.reversibleRegions[0]!.end);
+    const loss = sumAll(P.binary('mul', y1, y2));
+    const n = g.nodes.length;
+    const out = grad(g, loss.id, [x.id]);
+    const fCopies = (r: typeof out) => r.graph.nodes.slice(n).filter((m) => m.scope === 'F' && m.op === 'unary').length;
+    expect(fCopies(out)).toBe(2);
+    expect(out.rebuilt.size).toBe(2);
+    const plain = grad(g, loss.id, [x.id], { memorySchedules: false });
+    expect(fCopies(plain)).toBe(0);
+    const feeds = { x: hostTensor([3], [0.2, -0.5, 1]) };
+    expectClose(evaluate(out.graph, feeds)[1]!.data, evaluate(plain.graph, feeds)[1]!.data, 1e-12, 1e-12, 'gradient');
+  });
+
+  it('a block whose outputs carry no gradient is not rebuilt; one output carrying it is enough', () => {
+    const feeds = { x: hostTensor([3], [0.2, -0.5, 1]), c: hostTensor([3], [1, 2, 3]) };
+    // dead block: its outputs reach no output
+    const g1 = new Graph();
+    const x1 = g1.input('x', [3]);
+    block(g1, P.unary('exp', x1), P.unary('neg', x1));
+    expect(grad(g1, sumAll(P.binary('mul', x1, x1)).id, [x1.id]).rebuilt.size).toBe(0);
+    // block fed by a value that does not depend on wrt: its outputs reach the loss, but carry no gradient
+    const g2 = new Graph();
+    const x2 = g2.input('x', [3]);
+    const c2 = g2.input('c', [3]);
+    const [b1, b2] = block(g2, P.unary('exp', c2), P.unary('neg', c2));
+    expect(grad(g2, sumAll(P.binary('mul', P.binary('add', b1, b2), x2)).id, [x2.id]).rebuilt.size).toBe(0);
+    // only Y1 is used: the block is still rebuilt and differentiated
+    const g3 = new Graph();
+    const x3 = g3.input('x', [3]);
+    const [u1] = block(g3, P.unary('exp', x3), P.unary('neg', x3));
+    const loss3 = sumAll(P.binary('mul', u1, u1));
+    const s = grad(g3, loss3.id, [x3.id]);
+    expect(s.rebuilt.size).toBe(2);
+    const [, gs] = evaluate(s.graph, feeds);
+    const [, gp] = evaluate(grad(g3, loss3.id, [x3.id], { memorySchedules: false }).graph, feeds);
+    expectClose(gs!.data, gp!.data, 1e-12, 1e-12, 'gradient');
+    expect(Array.from(gs!.data).some((v) => v !== 0)).toBe(true);
+  });
+
+  it('rebuilt inputs are computed in the scope reverse(<block label>)', () => {
+    const g = new Graph();
+    const x = g.input('x', [3]);
+    const [y1, y2] = block(g, P.unary('exp', x), P.unary('neg', x));
+    const out = grad(g, sumAll(P.binary('mul', y1, y2)).id, [x.id]);
+    for (const id of out.rebuilt.values()) expect(out.graph.node(id).scope).toBe('reverse(B)');
   });
 });
