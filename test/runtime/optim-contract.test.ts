@@ -160,6 +160,16 @@ describe('Adam', () => {
   });
 });
 
+describe('errors name the optimizer', () => {
+  it('in update and in loadState', () => {
+    const p = () => new Map([['w', f32([2], [1, 2])]]);
+    expect(() => new Adafactor(p()).update(p(), new Map(), 0.1)).toThrow("Adafactor: no gradient for parameter 'w'");
+    expect(() => new Adam(p()).update(p(), new Map(), 0.1)).toThrow("Adam: no gradient for parameter 'w'");
+    expect(() => new Adafactor(p()).loadState(new Map())).toThrow("Adafactor: optimizer state has no valid 'step'");
+    expect(() => new Adam(p()).loadState(new Map())).toThrow("Adam: optimizer state has no valid 'step'");
+  });
+});
+
 describe('state checks', () => {
   const shapes = new Map([['w', [2, 3]]]);
   it('checkGrads: missing parameter, missing gradient, wrong shapes of the same rank, unknown gradient', () => {
