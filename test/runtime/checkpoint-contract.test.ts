@@ -166,6 +166,9 @@ describe('checkParams', () => {
     expect(() => checkParams(missing, params(), 'D')).toThrow("D: checkpoint is for a different model: parameter 'b' is missing (the model expects shape [1])");
     const reshaped = new Map([...loaded, ['w', f32([1, 2], [1, 2])]]);
     expect(() => checkParams(reshaped, params(), 'D')).toThrow("parameter 'w' has shape [1,2] but the model expects [2]");
+    // a shape that is a prefix of the expected one differs too
+    const shorter = new Map([...loaded, ['b', f32([], [3])]]);
+    expect(() => checkParams(shorter, params(), 'D')).toThrow("parameter 'b' has shape [] but the model expects [1]");
     const retyped = new Map<string, HostTensor>([...loaded, ['b', { shape: [1], dtype: 'i32', data: Int32Array.from([3]) }]]);
     expect(() => checkParams(retyped, params(), 'D')).toThrow("parameter 'b' is i32 but the model expects f32");
     try {
