@@ -116,7 +116,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command('repro')
     .description("reproduce the paper's experiments at the scale of one machine")
     .argument('<experiment>', experimentNames.join(' | '))
-    .option('--out <dir>', 'grid folder (default runs/repro/<experiment>, or <experiment>-quick)')
+    .option('--out <dir>', 'grid folder (default runs/repro/<experiment>[-<variant>][-quick])')
     .option('--seeds <n>', 'seeds 0..n-1', positiveInt('--seeds'), 1)
     .option('--steps <n>', "training steps of every cell (default: each config's train.steps)", positiveInt('--steps'))
     .option('--variant <name>', 'another scale of the grid: configs/<arm>-<name>.json (default configs/<arm>.json)')
