@@ -184,8 +184,10 @@ describe('replay: which regions are entered', () => {
   it('Recompute around a reversible block: both are honoured, the outer first (F replayed by each)', () => {
     const g = new Graph();
     const x = g.input('x', [3]);
-    const [y1, y2] = g.recompute('R', () => block(g, P.unary('exp', x), P.unary('neg', x)));
-    expect(g.recomputeRegions[0]!.end).toBe(g.reversibleRegions[0]!.end);
+    const [x1, x2] = [P.unary('exp', x), P.unary('neg', x)];
+    const [y1, y2] = g.recompute('R', () => block(g, x1, x2));
+    // the two regions are the same nodes: same start, same end
+    expect([g.recomputeRegions[0]!.start, g.recomputeRegions[0]!.end]).toEqual([g.reversibleRegions[0]!.start, g.reversibleRegions[0]!.end]);
     const loss = sumAll(P.binary('mul', y1, y2));
     const n = g.nodes.length;
     const out = grad(g, loss.id, [x.id]);
@@ -211,6 +213,11 @@ describe('replay: which regions are entered', () => {
     const c2 = g2.input('c', [3]);
     const [b1, b2] = block(g2, P.unary('exp', c2), P.unary('neg', c2));
     expect(grad(g2, sumAll(P.binary('mul', P.binary('add', b1, b2), x2)).id, [x2.id]).rebuilt.size).toBe(0);
+    // outputs that reach the loss only through stopGradient: active, but no cotangent arrives
+    const g4 = new Graph();
+    const x4 = g4.input('x', [3]);
+    const [s1, s2] = block(g4, P.unary('exp', x4), P.unary('neg', x4));
+    expect(grad(g4, sumAll(P.binary('mul', P.stopGradient(P.binary('add', s1, s2)), x4)).id, [x4.id]).rebuilt.size).toBe(0);
     // only Y1 is used: the block is still rebuilt and differentiated
     const g3 = new Graph();
     const x3 = g3.input('x', [3]);
