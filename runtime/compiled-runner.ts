@@ -26,6 +26,9 @@ import type { Feeds, GraphRunner } from './runner.ts';
  * kernels, which its fused pipeline cannot chain), so it ran as pipelines between those products
  * (`stats.segments`).
  */
+/** Threaded pipelines per compiled graph; a graph with more runs them all on the calling thread. */
+const MAX_THREADED_PIPELINES = 4;
+
 export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel' | 'segmented';
 
 export interface RunnerStats {
@@ -270,8 +273,13 @@ export class CompiledRunner implements GraphRunner {
       ...a: unknown[]
     ) => unknown;
     try {
-      const gpu = this.backend.gpu as unknown as { createPipeline(fn: (...a: unknown[]) => unknown): PipelineFn };
-      seg.pipeline = gpu.createPipeline(orchestrate);
+      const gpu = this.backend.gpu as unknown as { createPipeline(fn: (...a: unknown[]) => unknown, settings?: { threads?: boolean }): PipelineFn };
+      // Each threaded gpu.js pipeline owns a pool of worker threads (one per core), each holding
+      // its own instances of the pipeline's modules. A graph cut into many segments by packed
+      // products would keep hundreds of idle workers alive (measured: 476 threads, 11.8 GB RSS for
+      // a 4-layer L=16K training step), so beyond a few segments they run on the calling thread.
+      const pipelines = exe.segments.filter((s) => !s.standalone).length;
+      seg.pipeline = gpu.createPipeline(orchestrate, pipelines > MAX_THREADED_PIPELINES ? { threads: false } : undefined);
     } catch (e) {
       seg.fallback = `gpu.createPipeline failed: ${(e as Error).message}`;
     }
