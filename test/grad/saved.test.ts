@@ -110,7 +110,8 @@ describe('reversibleLeaks', () => {
     const g1 = (t: Tensor) => P.binary('mul', P.unary('tanh', t), P.random('uniform', seed, 1, [3]));
     const [a1, a2] = g.reversible('B0', x1, x2, f, g1);
     const [b1, b2] = g.reversible('B1', a1, a2, (t) => P.binary('mul', t, t), (t) => P.unary('tanh', t));
-    const loss = sumAll(P.binary('mul', b1, b2));
+    // the first node after the stack is a tanh, which its own VJP reads
+    const loss = sumAll(P.binary('mul', b1, P.unary('tanh', b2)));
     return { g, x, x1, x2, a1, a2, b1, b2, loss };
   }
 
@@ -128,6 +129,19 @@ describe('reversibleLeaks', () => {
     expect(leaks.some((l) => l.node.id === m.b1.id || l.node.id === m.b2.id)).toBe(false);
     // random draws are data-free: never a leak
     expect(leaks.some((l) => l.node.op === 'random')).toBe(false);
+    // every leak lies in its block's range or at its inputs; F's first node (tanh, read by its own VJP) is one
+    for (const l of leaks) {
+      const b = m.g.reversibleRegions.find((r) => r.label === l.block)!;
+      if (l.where === 'inside') expect(l.node.id >= b.start && l.node.id < b.end, `%${l.node.id} in ${l.block}`).toBe(true);
+      else expect([b.x1, b.x2]).toContain(l.node.id);
+    }
+    const b0 = m.g.reversibleRegions[0]!;
+    expect(leaks.some((l) => l.block === 'B0' && l.node.id === b0.start)).toBe(true);
+    // the node right after the stack (read by its VJP) is no block's
+    const b1 = m.g.reversibleRegions[1]!;
+    expect(m.g.node(b1.end)).toMatchObject({ op: 'unary', fn: 'tanh' });
+    expect(savedForBackward(grad(m.g, m.loss.id, [m.x.id], { memorySchedules: false }).graph, n).map((s) => s.id)).toContain(b1.end);
+    expect(leaks.some((l) => l.node.id >= b1.end)).toBe(false);
   });
 
   it('an F that closes over X1 leaks X1 at the block inputs, with the block named', () => {
