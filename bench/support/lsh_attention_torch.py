@@ -32,11 +32,12 @@ def auto_factors(nb):
     return [best, nb // best] if best else [nb]
 
 
-def lsh_attend(qk, v, n_hashes, chunk, generator):
-    """qk, v: [B, h, L, d] -> [B, h, L, d] (causal, one chunk back)."""
+def lsh_sort(qk, n_hashes, chunk, generator, n_buckets=None, factors=None):
+    """The sort of the nHashes·L token copies by bucket: (sticker, undo), each [B, h, nHashes·L].
+    `n_buckets` defaults to 2·L/chunk, `factors` to our 'auto' bucketFactors."""
     B, h, L, d = qk.shape
-    nb = 2 * L // chunk
-    factors = auto_factors(nb)
+    nb = n_buckets or 2 * L // chunk
+    factors = factors or auto_factors(nb)
     with torch.no_grad():
         bucket = torch.zeros(B, h, n_hashes, L, dtype=torch.long)
         stride = 1
@@ -49,7 +50,13 @@ def lsh_attend(qk, v, n_hashes, chunk, generator):
         bucket = bucket.reshape(B, h, n_hashes * L)
         sticker = torch.sort(bucket, dim=-1, stable=True).indices
         undo = torch.argsort(sticker, dim=-1)
-        pos = sticker % L
+    return sticker, undo
+
+
+def lsh_attend_sorted(qk, v, sticker, undo, n_hashes, chunk):
+    """qk, v: [B, h, L, d] -> [B, h, L, d] (causal, one chunk back) for a given sort."""
+    B, h, L, d = qk.shape
+    pos = sticker % L
     n = n_hashes * L // chunk
     sqk = torch.gather(qk, 2, pos.unsqueeze(-1).expand(-1, -1, -1, d)).view(B, h, n, chunk, d)
     sv = torch.gather(v, 2, pos.unsqueeze(-1).expand(-1, -1, -1, d)).view(B, h, n, chunk, d)
@@ -70,6 +77,11 @@ def lsh_attend(qk, v, n_hashes, chunk, generator):
     out = torch.gather(out, 2, undo.unsqueeze(-1).expand(-1, -1, -1, d)).view(B, h, n_hashes, L, d)
     lse = torch.gather(lse, 2, undo).view(B, h, n_hashes, L, 1)
     return (out * torch.softmax(lse, dim=2)).sum(dim=2)
+
+
+def lsh_attend(qk, v, n_hashes, chunk, generator):
+    """qk, v: [B, h, L, d] -> [B, h, L, d]: hash, sort and attend."""
+    return lsh_attend_sorted(qk, v, *lsh_sort(qk, n_hashes, chunk, generator), n_hashes, chunk)
 
 
 def heads(x, w, h):

@@ -59,11 +59,18 @@ def kernels(req, runs):
 
 
 def attention(req, runs):
-    # imported lazily: the LSH layer is only needed by the attention suite
+    # imported lazily: the LSH layer is only needed by the attention and train suites
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lsh_attention_torch import attention_cells
 
     return attention_cells(req, runs, timed)
+
+
+def train(req, runs):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reformer_lm_torch import train_cells
+
+    return train_cells(req, runs, timed)
 
 
 def main():
@@ -73,7 +80,7 @@ def main():
     torch.manual_seed(0)
     runs = int(req["runs"])
     with torch.no_grad() if req["suite"] == "kernels" else torch.enable_grad():
-        results = {"kernels": kernels, "attention": attention}[req["suite"]](req, runs)
+        results = {"kernels": kernels, "attention": attention, "train": train}[req["suite"]](req, runs)
     print(json.dumps({
         "version": torch.__version__,
         "threads": torch.get_num_threads(),
