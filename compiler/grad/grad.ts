@@ -113,7 +113,11 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     });
   };
 
-  /** Copies the nodes of `range` reading through `values`; inputs, stored state and data-free nodes are read, not copied. */
+  /**
+   * Copies the nodes of `range` reading through `values`; inputs, stored state and data-free nodes
+   * (constants) are read, not copied. Random draws are copied: they are counter-based, so the copy
+   * draws the same bits, and the forward's mask can die after its last forward reader.
+   */
   const replay = (range: NodeRange, values: ValueMap) => {
     for (const id of rangeIds(range)) {
       const node = graph.node(id);

@@ -43,9 +43,10 @@ export interface ReversibleLeak {
 
 /**
  * The forward values inside a reversible block, or at its inputs, that the backward reads. Stored
- * layer state is allowed, and so are data-free nodes (random draws, constants: functions of the
- * seed alone) and a block's outputs where they leave the stack (they are not another block's
- * inputs). An empty list means the backward rebuilds every activation it needs.
+ * layer state is allowed, and so are data-free nodes (constants, iotas) and a block's outputs where
+ * they leave the stack (they are not another block's inputs). A random draw is a leak: the replay
+ * draws it again, so reading the forward's keeps a per-step mask alive. An empty list means the
+ * backward rebuilds every activation it needs.
  */
 export function reversibleLeaks(graph: Graph, forwardCount: number): ReversibleLeak[] {
   const blocks: readonly ReversibleRegion[] = graph.reversibleRegions;

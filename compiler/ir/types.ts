@@ -104,11 +104,12 @@ export function withOperands(node: Op, ids: readonly NodeId[]): Op {
 }
 
 /**
- * Nodes whose value depends on no data, only on the seed or the node itself (`random`, `const`,
- * `iota`): a replay reads them instead of copying them, which changes no value and keeps one copy
- * of e.g. a dropout mask where the runtime draws it on the host.
+ * Nodes whose value depends on nothing but the node itself (`const`, `iota`): a replay reads them
+ * instead of copying them, which changes no value. `random` is not one: a replay re-draws it (the
+ * generator is counter-based, so the bits are the same), so a forward dropout mask dies after its
+ * last forward reader instead of living until the backward.
  */
-export const isDataFree = (node: Op): boolean => node.op === 'random' || node.op === 'const' || node.op === 'iota';
+export const isDataFree = (node: Op): boolean => node.op === 'const' || node.op === 'iota';
 
 export function sizeOf(shape: Shape): number {
   let n = 1;

@@ -50,18 +50,23 @@ describe('replay: what a replayed region copies', () => {
   }
   const feeds = { x: hostTensor([3], [0.3, -0.7, 1.1]), w: hostTensor([3], [2, -1, 0.5]), seed: hostTensor([], [5], 'i32') };
 
-  it('reads inputs, stored state, random draws, constants and iotas where they stand (no copies)', () => {
+  it('reads inputs, stored state, constants and iotas where they stand (no copies); draws random again', () => {
     const r = regionWithLeaves();
     const forwardCount = r.g.nodes.length;
     const out = grad(r.g, r.loss.id, [r.x.id, r.w.id]);
     const reads = backwardReads(out.graph, forwardCount);
-    for (const [name, t] of Object.entries({ w: r.w, stored: r.stored, noise: r.noise, c: r.c, i: r.i })) expect(reads.has(t.id), name).toBe(true);
-    // and the region itself was replayed: tanh is recomputed in the backward
-    const copies = out.graph.nodes.slice(forwardCount).filter((n) => n.op === 'unary' && n.fn === 'tanh');
-    expect(copies).toHaveLength(1);
-    // no node was added that duplicates an input, a draw or an iota; nothing live recomputes the stored exp
+    for (const [name, t] of Object.entries({ w: r.w, stored: r.stored, c: r.c, i: r.i })) expect(reads.has(t.id), name).toBe(true);
+    // the forward's draw is not read: the replay draws the same (seed, salt) again beside its reader
+    expect(reads.has(r.noise.id)).toBe(false);
     const added = out.graph.nodes.slice(forwardCount);
-    expect(added.filter((n) => n.op === 'input' || n.op === 'random' || n.op === 'iota')).toEqual([]);
+    const redrawn = added.filter((n) => n.op === 'random');
+    expect(redrawn).toHaveLength(1);
+    expect(redrawn[0]).toMatchObject({ dist: 'normal', seed: r.seed.id, salt: 7, shape: [3] });
+    // and the region itself was replayed: tanh is recomputed in the backward
+    const copies = added.filter((n) => n.op === 'unary' && n.fn === 'tanh');
+    expect(copies).toHaveLength(1);
+    // no node was added that duplicates an input or an iota; nothing live recomputes the stored exp
+    expect(added.filter((n) => n.op === 'input' || n.op === 'iota')).toEqual([]);
     const live = liveNodes(out.graph, out.graph.outputs);
     expect(added.filter((n) => live.has(n.id) && (n.op === 'stopGradient' || (n.op === 'unary' && n.fn === 'exp')))).toEqual([]);
     expect(out.graph.inputNodes().map((n) => n.name)).toEqual(['x', 'seed', 'w']);
@@ -155,7 +160,11 @@ describe('replay: a reversible block with LSH attention reads its stored buckets
     const out = vjp(t.graph, t.graph.outputs, wrt);
     const live = liveNodes(out.graph, out.graph.outputs);
     const backward = out.graph.nodes.slice(forwardCount).filter((n) => live.has(n.id));
-    expect(backward.filter((n) => n.op === 'argmax' || n.op === 'random')).toEqual([]);
+    const rotationSalts = new Set(t.graph.nodes.flatMap((n) => (n.op === 'random' && n.dist === 'normal' ? [n.salt] : [])));
+    expect(rotationSalts.size).toBe(2);
+    expect(backward.filter((n) => n.op === 'argmax' || (n.op === 'random' && rotationSalts.has(n.salt)))).toEqual([]);
+    // the dropout masks are drawn again beside their replayed readers
+    expect(backward.some((n) => n.op === 'random')).toBe(true);
     const reads = backwardReads(out.graph, forwardCount);
     for (const id of t.graph.stored) expect(reads.has(id), `stored %${id}`).toBe(true);
     // plain backprop of the same graph reads the buckets too, and neither hashes twice

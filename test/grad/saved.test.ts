@@ -127,8 +127,8 @@ describe('reversibleLeaks', () => {
     expect(atA2.map((l) => `${l.block}:${l.where}`).sort()).toEqual(['B0:inside', 'B1:input']);
     // the stack's final outputs leave it: reading them is allowed
     expect(leaks.some((l) => l.node.id === m.b1.id || l.node.id === m.b2.id)).toBe(false);
-    // random draws are data-free: never a leak
-    expect(leaks.some((l) => l.node.op === 'random')).toBe(false);
+    // plain backprop reads G's forward dropout mask inside B0 (the schedule draws it again)
+    expect(leaks.filter((l) => l.node.op === 'random').map((l) => `${l.block}:${l.where}`)).toEqual(['B0:inside']);
     // every leak lies in its block's range or at its inputs; F's first node (tanh, read by its own VJP) is one
     for (const l of leaks) {
       const b = m.g.reversibleRegions.find((r) => r.label === l.block)!;
