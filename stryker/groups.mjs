@@ -18,7 +18,7 @@ export const groups = {
   },
   fuse: {
     mutate: ['compiler/fuse/*.ts'],
-    testFiles: ['test/compile/plan.test.ts', 'test/compile/views.test.ts', 'test/compile/foundation.test.ts', 'test/compile/layers.test.ts'],
+    testFiles: ['test/compile/plan.test.ts', 'test/compile/fuse-*.test.ts', 'test/compile/views.test.ts', 'test/compile/foundation.test.ts', 'test/compile/layers.test.ts'],
   },
   codegen: {
     mutate: ['compiler/codegen/*.ts'],
