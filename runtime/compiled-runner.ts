@@ -300,17 +300,29 @@ export class CompiledRunner implements GraphRunner {
         out.set(key, toFloat32(t, n.name));
       } else if (source === 'constant') {
         out.set(key, exe.constants.get(key)!);
-      } else if (source === 'random' && n.op === 'random') {
-        const s = graph.node(n.seed);
-        const seed = s.op === 'const' ? s.values[0]! : s.op === 'input' ? feeds[s.name]?.data[0] : undefined;
-        if (seed === undefined) throw new Error(`random %${id}: no value fed for its seed`);
-        const draw = n.dist === 'normal' ? normalAt : uniformAt;
-        const values = new Float32Array(sizeOf(n.shape));
-        for (let i = 0; i < values.length; i++) values[i] = draw(seed, n.salt, i);
-        out.set(key, values);
       }
     }
     return out;
+  }
+
+  /**
+   * Draws the random buffers the memory plan places before kernels first … last (`drawBefore`):
+   * each is drawn just before its first reader, and `freeAfter` drops it after its last.
+   */
+  private drawRandom(exe: Executable, graph: Graph, feeds: Feeds, first: number, last: number, results: Map<BufferKey, Float32Array>): void {
+    for (let k = first; k <= last; k++) {
+      for (const key of exe.memory.drawBefore[k]!) {
+        const n = graph.node(exe.compiled.buffers.get(key)!.node!);
+        if (n.op !== 'random') continue;
+        const s = graph.node(n.seed);
+        const seed = s.op === 'const' ? s.values[0]! : s.op === 'input' ? feeds[s.name]?.data[0] : undefined;
+        if (seed === undefined) throw new Error(`random %${n.id}: no value fed for its seed`);
+        const draw = n.dist === 'normal' ? normalAt : uniformAt;
+        const values = new Float32Array(sizeOf(n.shape));
+        for (let i = 0; i < values.length; i++) values[i] = draw(seed, n.salt, i);
+        results.set(key, values);
+      }
+    }
   }
 
   private check(exe: Executable, seg: Segment): void {
@@ -366,6 +378,7 @@ export class CompiledRunner implements GraphRunner {
     const results = this.hostBuffers(exe, graph, feeds);
     const kinds = new Set<string>();
     for (const seg of exe.segments) {
+      this.drawRandom(exe, graph, feeds, seg.first, seg.last, results);
       if (seg.pipeline !== undefined) kinds.add(await this.runPipeline(exe, seg, results));
       else {
         await this.runKernels(exe, seg, results);
@@ -373,6 +386,8 @@ export class CompiledRunner implements GraphRunner {
       }
       this.check(exe, seg);
     }
+    const kernelCount = exe.compiled.kernels.length;
+    this.drawRandom(exe, graph, feeds, kernelCount, kernelCount, results);
     const executor: ExecutorKind =
       exe.segments.some((s) => s.standalone) && this.usePipeline ? 'segmented' : ((kinds.values().next().value as ExecutorKind | undefined) ?? 'kernel-by-kernel');
     this.runs++;
