@@ -12,26 +12,32 @@ import { planMemory } from '../../runtime/memory-plan.ts';
 
 const ROW = 64 * 4;
 
-/** Eight dense steps on a [1, 64] row; masks multiply into the steps listed in `masked`. */
-function maskedChain(masked: ReadonlyMap<number, Tensor>, g: Graph, x: Tensor): Tensor {
-  let t = x;
+/**
+ * Eight dense steps on a [1, 64] row; `masks(seed)` gives the draws multiplied into each step and
+ * the extra outputs. Returns the compiled graph, its memory plan and the draws' buffer keys.
+ */
+function maskedChain(masks: (seed: Tensor) => { steps: ReadonlyMap<number, Tensor>; extraOutputs?: readonly Tensor[] }) {
+  const g = new Graph();
+  let t = g.input('x', [1, 64]);
+  const { steps, extraOutputs = [] } = masks(g.input('seed', [], 'i32', 'seed'));
   for (let i = 0; i < 8; i++) {
-    const mask = masked.get(i);
+    const mask = steps.get(i);
     t = matmul(mask === undefined ? relu(t) : mul(relu(t), mask), g.input(`w${i}`, [64, 64]));
   }
-  return t;
+  g.outputs = [t.id, ...extraOutputs.map((o) => o.id)];
+  const compiled = compile(g);
+  return { compiled, mem: planMemory(compiled) };
 }
 
 describe('memory plan: random buffers', () => {
   it('are drawn before their first reader and freed after their last; disjoint draws never add up', () => {
-    const g = new Graph();
-    const x = g.input('x', [1, 64]);
-    const seed = g.input('seed', [], 'i32', 'seed');
-    const early = P.random('uniform', seed, 1, [1, 64]);
-    const late = P.random('uniform', seed, 2, [1, 64]);
-    g.outputs = [maskedChain(new Map([[1, early], [2, early], [6, late]]), g, x).id];
-    const compiled = compile(g);
-    const mem = planMemory(compiled);
+    let early!: Tensor;
+    let late!: Tensor;
+    const { compiled, mem } = maskedChain((seed) => {
+      early = P.random('uniform', seed, 1, [1, 64]);
+      late = P.random('uniform', seed, 2, [1, 64]);
+      return { steps: new Map([[1, early], [2, early], [6, late]]) };
+    });
     const readers = (t: Tensor) => compiled.kernels.flatMap((k, i) => (k.params.includes(`%${t.id}`) ? [i] : []));
     for (const t of [early, late]) {
       const at = readers(t);
@@ -49,14 +55,13 @@ describe('memory plan: random buffers', () => {
   });
 
   it('a wanted draw is never freed; one no kernel reads is drawn after the last kernel', () => {
-    const g = new Graph();
-    const x = g.input('x', [1, 64]);
-    const seed = g.input('seed', [], 'i32', 'seed');
-    const read = P.random('normal', seed, 3, [1, 64]);
-    const unread = P.random('uniform', seed, 4, [2, 64]);
-    g.outputs = [maskedChain(new Map([[0, read]]), g, x).id, read.id, unread.id];
-    const compiled = compile(g);
-    const mem = planMemory(compiled);
+    let read!: Tensor;
+    let unread!: Tensor;
+    const { compiled, mem } = maskedChain((seed) => {
+      read = P.random('normal', seed, 3, [1, 64]);
+      unread = P.random('uniform', seed, 4, [2, 64]);
+      return { steps: new Map([[0, read]]), extraOutputs: [read, unread] };
+    });
     expect(mem.drawBefore).toHaveLength(compiled.kernels.length + 1);
     expect(mem.drawBefore[compiled.kernels.length]).toEqual([`%${unread.id}`]);
     expect(mem.drawBefore.flat().filter((k) => k === `%${read.id}`)).toHaveLength(1);
