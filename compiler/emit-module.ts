@@ -40,6 +40,7 @@ function kernelDoc(compiled: CompiledGraph, k: KernelSource): string {
   };
   const lines = [`Kernel \`${k.name}\` of group \`${k.group}\`: writes ${k.output} (${k.size} elements, launch [${k.dims.join(', ')}]).`];
   lines.push(`Reads: ${k.params.length > 0 ? k.params.join(', ') : 'nothing'}.`);
+  if (k.scalars !== undefined) lines.push(`Scalar arguments after the buffers: ${k.scalars.join(', ')} (where its slices and pads cut their axes).`);
   if (group !== undefined) {
     lines.push(`Root: ${describe(group.root)}`);
     if (group.fused.length > 0) {
@@ -74,7 +75,7 @@ function hostBufferData(compiled: CompiledGraph, id: number, source: string): Re
 function planObject(compiled: CompiledGraph): string {
   // kernel entries reference the source constants by identifier, not as strings
   const kernelLines = compiled.kernels.map((k) => {
-    const data = { name: k.name, group: k.group, params: k.params, output: k.output, size: k.size, dims: k.dims, loopMax: k.loopMax };
+    const data = { name: k.name, group: k.group, params: k.params, scalars: k.scalars ?? [], output: k.output, size: k.size, dims: k.dims, loopMax: k.loopMax };
     return `    { ${JSON.stringify(data).slice(1, -1)}, "source": ${kernelIdentifier(k.name)} }`;
   });
   const hostLines = [...compiled.plan.buffers]
@@ -167,7 +168,7 @@ interface HostBufferData {
 
 /** The plan seen through its plain-data type. */
 const planData: {
-  readonly kernels: readonly { readonly params: readonly string[]; readonly output: string; readonly size: number; readonly dims: readonly number[]; readonly loopMax: number; readonly source: string }[];
+  readonly kernels: readonly { readonly params: readonly string[]; readonly scalars: readonly number[]; readonly output: string; readonly size: number; readonly dims: readonly number[]; readonly loopMax: number; readonly source: string }[];
   readonly hostBuffers: readonly HostBufferData[];
   readonly outputs: readonly { readonly key: string; readonly dtype: string; readonly shape: readonly number[] }[];
 } = plan;
@@ -214,7 +215,7 @@ export async function run(gpu: GpuLike, feeds: Readonly<Record<string, FeedTenso
   for (const b of planData.hostBuffers) buffers.set(b.key, hostBuffer(b, feeds));
   for (let i = 0; i < planData.kernels.length; i++) {
     const k = planData.kernels[i]!;
-    const args = k.params.map((p) => buffers.get(p)!);
+    const args = [...k.params.map((p) => buffers.get(p)!), ...k.scalars];
     buffers.set(k.output, flatten(await kernels[i]!(...args), k.size));
   }
   return planData.outputs.map((o) => {

@@ -263,7 +263,7 @@ export class CompiledRunner implements GraphRunner {
       seg.hostArgs.forEach((k, i) => env.set(k, args[i]));
       for (let i = seg.first; i <= seg.last; i++) {
         const spec = specs[i]!;
-        env.set(spec.output, kernels[i]!(...spec.params.map((p) => env.get(p))));
+        env.set(spec.output, kernels[i]!(...spec.params.map((p) => env.get(p)), ...(spec.scalars ?? [])));
       }
       return seg.outputs.map((k) => env.get(k));
     };
@@ -347,7 +347,7 @@ export class CompiledRunner implements GraphRunner {
     for (let i = seg.first; i <= seg.last; i++) {
       const spec = specs[i]!;
       const started = this.onKernel === undefined ? 0 : performance.now();
-      const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!));
+      const out = await exe.kernels[i]!(...spec.params.map((p) => results.get(p)!), ...(spec.scalars ?? []));
       results.set(spec.output, flatOutput(out, spec.size));
       this.onKernel?.(spec.name, performance.now() - started);
       for (const dead of exe.memory.freeAfter[i]!) results.delete(dead);

@@ -18,7 +18,7 @@ import type { Node, NodeId, Shape } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import type { KernelPlan } from '../fuse/plan.ts';
-import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
+import { axisStride, isMovableCut, viewOf, type Factor, type View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
 import type { PackedGeometry } from './packed-matmul.ts';
 
@@ -50,6 +50,9 @@ export class KernelWriter {
   private depth = 1;
   /** The largest constant loop bound written, for gpu.js's loopMaxIterations. */
   loopMax = 0;
+  /** Values of the scalar arguments the source reads (`o0`, `o1`, …, after the buffers), in order. */
+  readonly scalars: number[] = [];
+  private readonly scalarNames = new Map<string, string>();
 
   constructor(
     readonly plan: KernelPlan,
@@ -114,6 +117,23 @@ export class KernelWriter {
     if (d === 1) return '0';
     if (this.isSmall(x)) return this.markSmall(this.bind(`${x} % ${d}`, 'c'));
     return this.markSmall(this.bind(`${x} - (${this.div(x, d)} | 0) * ${d}`, 'c'));
+  }
+
+  /**
+   * Where a slice or pad node cuts `axis` (its begin or before), as a scalar argument rather than a
+   * literal: kernels that differ only in where they cut, like the chunks of a Chunked layer and
+   * their gradients, then have one source and share one compiled kernel.
+   */
+  cut(node: NodeId, axis: number, value: number): string {
+    const key = `${node}:${axis}`;
+    let name = this.scalarNames.get(key);
+    if (name === undefined) {
+      name = `o${this.scalars.length}`;
+      this.scalars.push(value);
+      this.scalarNames.set(key, name);
+      this.markSmall(name);
+    }
+    return name;
   }
 
   private markSmall(x: string): string {
@@ -295,6 +315,10 @@ export class KernelWriter {
       }
     });
     if (view.offset !== 0) parts.push(String(view.offset));
+    for (const c of view.cuts) {
+      const term = this.wide ? `(${this.cut(c.node, c.axis, c.begin)} | 0)` : this.cut(c.node, c.axis, c.begin);
+      parts.push(c.stride === 1 ? term : `${term} * ${c.stride}`);
+    }
     return parts.length === 0 ? '0' : parts.join(' + ');
   }
 
@@ -405,16 +429,22 @@ export class KernelWriter {
       }
       case 'slice': {
         const x = g.node(n.x);
-        const c = this.coords(idx, n.shape).map((t, d) => (n.begin[d] === 0 ? t : `(${t} + ${n.begin[d]})`));
+        const c = this.coords(idx, n.shape).map((t, d) => {
+          if (x.shape[d] === n.shape[d]) return t;
+          const begin = isMovableCut(x.shape[d]!) ? this.cut(n.id, d, n.begin[d]!) : String(n.begin[d]);
+          return begin === '0' ? t : `(${t} + ${begin})`;
+        });
         return this.value(n.x, this.index(this.flat(c, stridesOf(x.shape))));
       }
       case 'pad': {
         const x = g.node(n.x);
         const c = this.coords(idx, n.shape);
-        const inner = c.map((t, d) => (n.before[d] === 0 ? t : this.bind(`${t} - ${n.before[d]}`, 'c')));
-        const checks = inner.flatMap((t, d) =>
-          n.before[d] === 0 && x.shape[d] === n.shape[d] ? [] : [`${t} >= 0`, `${t} < ${x.shape[d]}`],
-        );
+        const inner = c.map((t, d) => {
+          if (x.shape[d] === n.shape[d]) return t;
+          const before = isMovableCut(n.shape[d]!) ? this.cut(n.id, d, n.before[d]!) : String(n.before[d]);
+          return before === '0' ? t : this.bind(`${t} - ${before}`, 'c');
+        });
+        const checks = inner.flatMap((t, d) => (x.shape[d] === n.shape[d] ? [] : [`${t} >= 0`, `${t} < ${x.shape[d]}`]));
         const ok = checks.length === 0 ? 'true' : this.bind(checks.join(' && '), 'ok');
         // Out-of-range positions read element 0 (always valid) and select 0 afterwards.
         const src = this.index(`(${ok} ? ${this.flat(inner, stridesOf(x.shape))} : 0)`);
@@ -654,9 +684,10 @@ export class KernelWriter {
     return acc;
   }
 
-  /** The kernel function text: `function (b0, b3) { ...; return v; }`. */
+  /** The kernel function text: `function (b0, b3, o0) { ...; return v; }`, buffers then scalars. */
   finish(paramNames: readonly string[], result: string): string {
-    return [`function (${paramNames.join(', ')}) {`, ...this.lines, `  return ${result};`, '}'].join('\n');
+    const names = [...paramNames, ...this.scalars.map((_, i) => `o${i}`)];
+    return [`function (${names.join(', ')}) {`, ...this.lines, `  return ${result};`, '}'].join('\n');
   }
 }
 

@@ -22,6 +22,11 @@ export interface KernelSource {
   readonly source: string;
   /** Buffers passed as arguments, in parameter order. */
   readonly params: readonly BufferKey[];
+  /**
+   * Numbers passed after the buffers (where slices and pads cut their axes: the source names them,
+   * the values differ between kernels that share it); none when absent.
+   */
+  readonly scalars?: readonly number[];
   readonly output: BufferKey;
   /** Number of output elements (launch cells × components). */
   readonly size: number;
@@ -54,7 +59,7 @@ export interface KernelSource {
 export function kernelSource(spec: {
   readonly name: string;
   readonly group: string;
-  readonly writer: { finish(paramNames: readonly string[], result: string): string; readonly loopMax: number };
+  readonly writer: { finish(paramNames: readonly string[], result: string): string; readonly loopMax: number; readonly scalars: readonly number[] };
   readonly result: string;
   readonly reads: ReadonlyArray<readonly [BufferKey, string]>;
   readonly output: BufferKey;
@@ -65,6 +70,7 @@ export function kernelSource(spec: {
     group: spec.group,
     source: spec.writer.finish(spec.reads.map(([, name]) => name), spec.result),
     params: spec.reads.map(([key]) => key),
+    ...(spec.writer.scalars.length > 0 ? { scalars: [...spec.writer.scalars] } : {}),
     output: spec.output,
     size: spec.dims.reduce((a, b) => a * b, 1),
     dims: spec.dims,

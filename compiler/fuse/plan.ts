@@ -14,6 +14,9 @@
  * - An elementwise node with several consumers is recomputed in each while its inlined cost is at
  *   most RECOMPUTE_BUDGET (so softmax needs 3 kernels, LayerNorm 3); beyond that it materialises,
  *   which also bounds the blow-up of recomputation in gradient graphs.
+ * - A concat computes every piece at each element and selects one, so a piece costing more than
+ *   RECOMPUTE_BUDGET (the last Dense of each chunk of a Chunked layer) is materialised, before any
+ *   reshape: otherwise a concat of n such pieces would pay n dot products per element.
  * - Operands read many times per output element (matmul / gather / argsort / scatterAdd
  *   operands) are inlined only when they are pure index remaps (cost 0) with little index
  *   arithmetic (MULTI_INDEX_BUDGET); a computed value reaching them through reshapes and
@@ -193,6 +196,17 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     };
     if ((uses.get(n.id) ?? []).some((u) => u.kind === 'multi' || viaRemap(u))) feedsMulti.add(n.id);
   }
+  // Nodes whose value is a piece of a concat, directly or through reshapes.
+  const feedsConcat = new Set<NodeId>();
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i]!;
+    if (!live.has(n.id)) continue;
+    const piece = (u: { consumer: NodeId }) => {
+      const op = graph.node(u.consumer).op;
+      return op === 'concat' || (op === 'reshape' && feedsConcat.has(u.consumer));
+    };
+    if ((uses.get(n.id) ?? []).some(piece)) feedsConcat.add(n.id);
+  }
   // Nodes whose value reaches a matmul operand through view ops only.
   const feedsMatmulView = new Set<NodeId>();
   for (let i = graph.nodes.length - 1; i >= 0; i--) {
@@ -226,8 +240,17 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     indexCost.set(id, 0);
   };
 
+  // Inlined subtrees with a dot product (a matmul prologue) or a padded computation (a pad
+  // evaluates its operand at every position of its output, then selects).
+  const heavy = new Set<NodeId>();
+
   for (const n of graph.nodes) {
     if (!live.has(n.id)) continue;
+    // One heavy operand per kernel: where several operands bring one (the first two terms of a
+    // gradient summed over chunks), all but the last are materialised, so the first terms are added
+    // by the same kernel as every later one.
+    const heavyOperands = [...new Set(operands(n))].filter((o) => !buffers.has(o) && heavy.has(o));
+    for (const o of heavyOperands.slice(0, -1)) materialiseAsKernel(o);
     if (options.maxReads !== undefined) {
       const union = () => new Set(operands(n).flatMap((o) => [...readsOf(o)]));
       let r = union();
@@ -246,9 +269,12 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     for (const o of operands(n)) {
       if (buffers.has(o)) continue;
       c += cost.get(o)!;
-      s += size.get(o)!;
+      // a concat's pieces are alternatives (one per range of positions): it counts as its largest,
+      // so how the nodes around it fuse does not depend on how many pieces (chunks) there are
+      s = n.op === 'concat' ? Math.max(s, 1 + size.get(o)!) : s + size.get(o)!;
       ic += indexCost.get(o)!;
     }
+    if (heavyOperands.length > 0 || n.op === 'matmul' || (n.op === 'pad' && c > 0)) heavy.add(n.id);
     cost.set(n.id, c);
     size.set(n.id, s);
     indexCost.set(n.id, ic);
@@ -268,6 +294,7 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
       const materialise =
         (us.length > 1 && c > RECOMPUTE_BUDGET) ||
         (c > 0 && n.op !== 'broadcast' && n.op !== 'reshape' && beforeBroadcast(n.id)) ||
+        (c > RECOMPUTE_BUDGET && n.op !== 'reshape' && feedsConcat.has(n.id)) ||
         ((c > 0 || ic > 0) && !VIEW_OPS.has(n.op) && viaViewOp(n.id)) ||
         us.some((u) => (u.kind === 'multi' && multiTooCostly(u)) || (u.kind === 'expand' && (c > EXPAND_BUDGET || ic > EXPAND_INDEX_BUDGET))) ||
         (s > MAX_INLINED_NODES && !isMatmulView());

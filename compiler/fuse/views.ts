@@ -15,6 +15,10 @@
  * piece by the coordinate along the concat axis. When that axis is not a matmul's k axis the
  * choice is made once per thread, so the look-around key/value windows of chunked attention (a
  * concat of rolled chunks of one buffer) are read in place instead of being copied out first.
+ *
+ * Where a slice cuts an axis, its begin is kept symbolic (`Cut`): kernels receive it as an argument
+ * instead of a literal, so views that differ only in where they cut (the chunks of a Chunked layer)
+ * give one kernel source.
  */
 import type { Graph } from '../ir/graph.ts';
 import type { NodeId } from '../ir/types.ts';
@@ -25,11 +29,21 @@ export interface Factor {
   readonly stride: number;
 }
 
+/** A slice's begin along one of its axes, whose elements lie `stride` apart in the buffer. */
+export interface Cut {
+  readonly node: NodeId;
+  readonly axis: number;
+  readonly begin: number;
+  readonly stride: number;
+}
+
 export interface StridedView {
   readonly kind: 'strided';
   /** The materialised buffer the view reads. */
   readonly buffer: NodeId;
+  /** Buffer position of the view's first element: `offset` plus each cut's begin·stride. */
   readonly offset: number;
+  readonly cuts: readonly Cut[];
   /** Per axis of the viewed node's shape: its factors, outermost first (empty for size 1). */
   readonly axes: ReadonlyArray<readonly Factor[]>;
 }
@@ -58,6 +72,16 @@ export function axisStride(view: View, axis: number): number | undefined {
   if (f.length === 0) return 0;
   return f.length === 1 ? f[0]!.stride : undefined;
 }
+
+/**
+ * Whether a slice's begin (a pad's before) on an axis of this length reaches kernels as an argument
+ * (below 2^24, exact in the float32 a kernel argument is) or stays a literal in the source. A rule on
+ * lengths only, so that the slices of every chunk decide alike.
+ */
+export const isMovableCut = (axisLength: number): boolean => axisLength <= 2 ** 24;
+
+/** The buffer position of a view's first element. */
+export const viewStart = (view: StridedView): number => view.cuts.reduce((at, c) => at + c.begin * c.stride, view.offset);
 
 /** Drops size-1 factors and merges neighbours that are contiguous (tⱼ = tⱼ₊₁·Sⱼ₊₁). */
 function simplify(factors: readonly Factor[]): Factor[] {
@@ -119,7 +143,7 @@ export function viewOf(graph: Graph, isBuffer: IsBuffer, id: NodeId): View | und
   const n = g.node(id);
   if (isBuffer(id)) {
     const strides = stridesOf(n.shape);
-    return { kind: 'strided', buffer: id, offset: 0, axes: n.shape.map((d, a) => simplify([{ size: d, stride: strides[a]! }])) };
+    return { kind: 'strided', buffer: id, offset: 0, cuts: [], axes: n.shape.map((d, a) => simplify([{ size: d, stride: strides[a]! }])) };
   }
   const inner = (x: NodeId) => viewOf(graph, isBuffer, x);
   switch (n.op) {
@@ -143,6 +167,7 @@ export function viewOf(graph: Graph, isBuffer: IsBuffer, id: NodeId): View | und
       const v = inner(n.x);
       if (v?.kind !== 'strided') return undefined;
       let offset = v.offset;
+      const cuts = [...v.cuts];
       const axes: Factor[][] = [];
       for (let a = 0; a < n.shape.length; a++) {
         const f = v.axes[a]!;
@@ -152,10 +177,12 @@ export function viewOf(graph: Graph, isBuffer: IsBuffer, id: NodeId): View | und
         }
         if (f.length > 1) return undefined;
         const stride = f[0]?.stride ?? 0;
-        offset += n.begin[a]! * stride;
+        if (isMovableCut(g.node(n.x).shape[a]!)) {
+          if (stride !== 0) cuts.push({ node: n.id, axis: a, begin: n.begin[a]!, stride });
+        } else offset += n.begin[a]! * stride;
         axes.push(simplify([{ size: n.shape[a]!, stride }]));
       }
-      return { ...v, offset, axes };
+      return { ...v, offset, cuts, axes };
     }
     case 'concat': {
       const parts: Array<{ begin: number; view: View }> = [];

@@ -122,7 +122,7 @@ function runCompiledOnHost(
     }
     const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number | number[];
     const out = new Float64Array(k.size).fill(NaN);
-    const args = k.params.map((p) => bufs.get(p)!);
+    const args = [...k.params.map((p) => bufs.get(p)!), ...(k.scalars ?? [])];
     const [cols, rows = 1] = k.dims;
     for (let f = 0; f < k.size / k.components; f++) {
       const thread = { x: f % cols!, y: Math.floor(f / cols!) % rows, z: Math.floor(f / (cols! * rows)) };

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stridedView } from '../../compiler/fuse/views.ts';
+import { stridedView, viewStart } from '../../compiler/fuse/views.ts';
 import { commonFactors } from '../../compiler/codegen/emit.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
@@ -76,7 +76,7 @@ describe('strided views', () => {
         checked++;
         const ys = stridesOf(y.shape);
         for (let f = 0; f < ref.data.length; f++) {
-          let at = view.offset;
+          let at = viewStart(view);
           y.shape.forEach((d, a) => {
             let c = Math.floor(f / ys[a]!) % d;
             // mixed radix, innermost factor last
