@@ -11,14 +11,14 @@ import { GPU } from 'gpu.js';
 import { compile, FLOAT32_EXACT_INT, type CompiledGraph, type MatmulStrategy } from '../compiler/codegen/compile.ts';
 import type { BufferKey, KernelSource } from '../compiler/codegen/kernels.ts';
 import { flattenResult } from '../compiler/codegen/templates/kernel-source.ts';
-import { createWasmMatmul, wasmSimdSupported } from '../compiler/codegen/wasm-matmul.ts';
+import { createWasmMatmul, wasmSimdSupported, WasmMatmulArena } from '../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
 import { formatShape, sizeOf } from '../compiler/ir/types.ts';
 import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { assertRanOn, maxKernelReads, openBackend, type Backend, type BackendName, type KernelIntrospection } from './backend.ts';
-import { planMemory, type MemoryPlan } from './memory-plan.ts';
+import { BYTES_PER_ELEMENT, planMemory, type MemoryPlan } from './memory-plan.ts';
 import type { Feeds, GraphRunner } from './runner.ts';
 
 /**
@@ -28,6 +28,23 @@ import type { Feeds, GraphRunner } from './runner.ts';
  */
 /** Threaded pipelines per compiled graph; a graph with more runs them all on the calling thread. */
 const MAX_THREADED_PIPELINES = 4;
+
+/**
+ * Pipeline memory a graph may keep between runs however small its memory plan: below this, every
+ * pipeline stays built (its wasm memory and compiled modules reused run after run).
+ */
+const RETAINED_PIPELINE_FLOOR_BYTES = 64 * 2 ** 20;
+
+/**
+ * What happens to a graph's pipelines between runs. Each gpu.js pipeline lays out its own wasm
+ * memory (its arguments and every step's output; steps share a buffer only when their shapes
+ * match), which the runtime's memory plan does not see. `retained`: every pipeline stays built.
+ * `per-run`: each pipeline is built just before it runs and destroyed after, on the calling
+ * thread, so only one segment's memory is alive at a time; for graphs whose pipelines together
+ * would hold more than the memory plan's peak (a 4-layer L=4096 training graph: 231 pipelines,
+ * 2.8 GB of wasm memory against an 86 MiB plan).
+ */
+export type PipelineMemory = 'retained' | 'per-run';
 
 export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel' | 'segmented';
 
@@ -43,6 +60,8 @@ export interface RunnerStats {
   readonly distinctKernels: number;
   /** How the last run's kernels were split: pipelines and standalone (`Array(4)`) kernels. */
   readonly segments: { readonly pipelines: number; readonly standalone: number };
+  /** Whether the last run's pipelines stay built between runs, and what they would hold if they all did (estimate). */
+  readonly pipelineMemory: { readonly mode: PipelineMemory; readonly retainedBytes: number };
   /** Memory plan of the last run's graph. */
   readonly buffers: number;
   readonly bufferBytes: number;
@@ -73,6 +92,11 @@ export interface CompiledRunnerOptions {
    * (`'dot'`). Other backends always use `'dot'`.
    */
   readonly matmul?: MatmulStrategy;
+  /**
+   * `'auto'` (default): pipelines stay built unless together they would hold more than
+   * max(the memory plan's peak, 64 MiB), then they are built per run (see PipelineMemory).
+   */
+  readonly pipelineMemory?: 'auto' | PipelineMemory;
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -81,7 +105,7 @@ interface PipelineFn {
   executorKind?: string;
   backend?: string;
   fallbackReason?: string | null;
-  destroy?: () => void;
+  destroy?: () => unknown;
 }
 
 /**
@@ -108,6 +132,9 @@ interface Executable {
   readonly kernels: readonly KernelFn[];
   readonly segments: readonly Segment[];
   readonly constants: ReadonlyMap<BufferKey, Float32Array>;
+  readonly pipelineMemory: PipelineMemory;
+  /** Bytes all pipelines would hold if built at once (an upper bound: no shape-matched sharing). */
+  readonly retainedBytes: number;
 }
 
 function toFloat32(t: HostTensor, name: string): Float32Array {
@@ -132,6 +159,8 @@ export class CompiledRunner implements GraphRunner {
   private compiledCount = 0;
   private runs = 0;
   private last?: { exe: Executable; executor: ExecutorKind };
+  /** One memory for every native product of this runner: they run one at a time. */
+  private matmulArena?: WasmMatmulArena;
 
   private constructor(
     readonly backend: Backend,
@@ -139,17 +168,19 @@ export class CompiledRunner implements GraphRunner {
     private readonly onKernel?: (name: string, ms: number) => void,
     private readonly wide = false,
     private readonly matmul: MatmulStrategy = 'auto',
+    private readonly pipelineMemory: 'auto' | PipelineMemory = 'auto',
   ) {}
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
     const backend = await openBackend(options.backend ?? 'auto');
-    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto');
+    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto', options.pipelineMemory ?? 'auto');
   }
 
   get description(): string {
     const executor = this.last?.executor;
+    const perRun = this.last?.exe.pipelineMemory === 'per-run' ? ', pipelines built per run' : '';
     const tags = [this.wide ? ' [wide indices]' : '', this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : ''].join('');
-    return `gpu.js ${this.backend.name}${executor ? ` (${executor})` : ''}${tags}`;
+    return `gpu.js ${this.backend.name}${executor ? ` (${executor}${perRun})` : ''}${tags}`;
   }
 
   get stats(): RunnerStats {
@@ -166,6 +197,7 @@ export class CompiledRunner implements GraphRunner {
         pipelines: exe?.segments.filter((s) => !s.standalone).length ?? 0,
         standalone: exe?.segments.filter((s) => s.standalone).length ?? 0,
       },
+      pipelineMemory: { mode: exe?.pipelineMemory ?? 'retained', retainedBytes: exe?.retainedBytes ?? 0 },
       buffers: exe?.memory.slots.length ?? 0,
       bufferBytes: exe?.memory.slotBytes ?? 0,
       hostBytes: exe?.memory.hostBytes ?? 0,
@@ -205,11 +237,15 @@ export class CompiledRunner implements GraphRunner {
       if (source === 'constant' && n.op === 'const') constants.set(`%${id}`, Float32Array.from(n.values));
     }
     const segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
-    const exe: Executable = { compiled, memory: planMemory(compiled), kernels, segments, constants };
+    const memory = planMemory(compiled);
+    const retainedBytes = segments.reduce((sum, seg) => sum + (seg.standalone ? 0 : pipelineBytes(compiled, seg)), 0);
+    const pipelineMemory: PipelineMemory =
+      this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > Math.max(memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES) ? 'per-run' : 'retained';
+    const exe: Executable = { compiled, memory, kernels, segments, constants, pipelineMemory, retainedBytes };
     for (const seg of segments) {
       if (seg.standalone) continue;
       if (seg.last < seg.first) seg.fallback = 'no kernels to run';
-      else this.buildPipeline(exe, seg);
+      else if (pipelineMemory === 'retained') this.buildPipeline(exe, seg);
     }
     perGraph.set(key, exe);
     this.compiledCount++;
@@ -223,7 +259,8 @@ export class CompiledRunner implements GraphRunner {
    */
   private createKernel(k: KernelSource): KernelFn {
     if (k.native !== undefined) {
-      const product = createWasmMatmul(k.native);
+      this.matmulArena ??= new WasmMatmulArena();
+      const product = createWasmMatmul(k.native, this.matmulArena);
       return (async (a: Float32Array, b: Float32Array) => product(a, b)) as unknown as KernelFn;
     }
     const key = `${k.components}|${k.dims.join('x')}|${k.loopMax}|${k.source}`;
@@ -278,8 +315,10 @@ export class CompiledRunner implements GraphRunner {
       // its own instances of the pipeline's modules. A graph cut into many segments by packed
       // products would keep hundreds of idle workers alive (measured: 476 threads, 11.8 GB RSS for
       // a 4-layer L=16K training step), so beyond a few segments they run on the calling thread.
+      // A pipeline built per run would spawn its worker pool per run as well.
       const pipelines = exe.segments.filter((s) => !s.standalone).length;
-      seg.pipeline = gpu.createPipeline(orchestrate, pipelines > MAX_THREADED_PIPELINES ? { threads: false } : undefined);
+      const threads = exe.pipelineMemory === 'retained' && pipelines <= MAX_THREADED_PIPELINES;
+      seg.pipeline = gpu.createPipeline(orchestrate, threads ? undefined : { threads: false });
     } catch (e) {
       seg.fallback = `gpu.createPipeline failed: ${(e as Error).message}`;
     }
@@ -354,6 +393,13 @@ export class CompiledRunner implements GraphRunner {
     }
   }
 
+  /** Destroys a segment's pipeline (its wasm memory and kernel clones go with it). */
+  private async releasePipeline(seg: Segment): Promise<void> {
+    const pipeline = seg.pipeline;
+    seg.pipeline = undefined;
+    await pipeline?.destroy?.();
+  }
+
   /** Runs a pipeline segment; on its first call a failure is recorded and the segment falls back to kernel by kernel. */
   private async runPipeline(exe: Executable, seg: Segment, results: Map<BufferKey, Float32Array>): Promise<string> {
     const pipeline = seg.pipeline!;
@@ -379,12 +425,15 @@ export class CompiledRunner implements GraphRunner {
     const kinds = new Set<string>();
     for (const seg of exe.segments) {
       this.drawRandom(exe, graph, feeds, seg.first, seg.last, results);
+      const perRun = exe.pipelineMemory === 'per-run' && !seg.standalone && seg.fallback === undefined;
+      if (perRun) this.buildPipeline(exe, seg);
       if (seg.pipeline !== undefined) kinds.add(await this.runPipeline(exe, seg, results));
       else {
         await this.runKernels(exe, seg, results);
         if (!seg.standalone) kinds.add('kernel-by-kernel');
       }
       this.check(exe, seg);
+      if (perRun) await this.releasePipeline(seg);
     }
     const kernelCount = exe.compiled.kernels.length;
     this.drawRandom(exe, graph, feeds, kernelCount, kernelCount, results);
@@ -422,6 +471,17 @@ function segmentOf(compiled: CompiledGraph, first: number, last: number, standal
   for (const id of compiled.plan.wanted) laterReads.add(`%${id}`);
   const outputs = [...inside].filter((k) => laterReads.has(k));
   return { first, last, standalone, hostArgs, outputs, checked: false };
+}
+
+/**
+ * Bytes a segment's fused pipeline lays out in its wasm memory: its arguments and every step's
+ * output (gpu.js shares a buffer between steps only when their shapes match, so this counts each).
+ */
+function pipelineBytes(compiled: CompiledGraph, seg: Segment): number {
+  let elements = 0;
+  for (const k of seg.hostArgs) elements += compiled.buffers.get(k)?.size ?? 0;
+  for (let i = seg.first; i <= seg.last; i++) elements += compiled.kernels[i]!.size;
+  return elements * BYTES_PER_ELEMENT;
 }
 
 /** Pipelines over the runs of ordinary kernels, with each `Array(4)` or native wasm kernel standalone between them. */

@@ -126,7 +126,7 @@ export interface WasmMatmulShape {
   readonly packedB: boolean;
 }
 
-/** C (row-major [batch][mPad][nPad]) from packed A and B, in a memory of its own. */
+/** C (row-major [batch][mPad][nPad]) from packed A and B; a fresh array, the arena is reused. */
 export type WasmMatmul = (a: Float32Array, b: Float32Array) => Float32Array;
 
 export function wasmSimdSupported(): boolean {
@@ -137,25 +137,61 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
+const PAGE_BYTES = 65536;
+
+type ProductFn = (a: number, b: number, c: number, m: number, k: number, n: number) => void;
+
+/**
+ * One memory and one instance of the product module, shared by every product made from it. A
+ * product's operands and result live there only while it runs (it runs synchronously, on the
+ * calling thread), so products of one runner reuse the same bytes: the arena is as large as the
+ * largest product, not as the sum of them all (a 4-layer L=4096 training graph has 230 products).
+ */
+export class WasmMatmulArena {
+  private readonly memory = new WebAssembly.Memory({ initial: 1 });
+  private readonly mm: ProductFn;
+  private view = new Float32Array(this.memory.buffer);
+
+  constructor() {
+    this.mm = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule()), { env: { memory: this.memory } }).exports.mm as ProductFn;
+  }
+
+  /** Bytes the arena holds now. */
+  get bytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** A view of at least `floats` floats (growing the memory re-creates the view). */
+  reserve(floats: number): Float32Array {
+    const missing = Math.ceil((floats * 4 - this.memory.buffer.byteLength) / PAGE_BYTES);
+    if (missing > 0) {
+      this.memory.grow(missing);
+      this.view = new Float32Array(this.memory.buffer);
+    }
+    return this.view;
+  }
+
+  multiply(a: number, b: number, c: number, m: number, k: number, n: number): void {
+    this.mm(4 * a, 4 * b, 4 * c, m, k, n);
+  }
+}
+
+/** A product over `arena` (default: an arena of its own). */
+export function createWasmMatmul(shape: WasmMatmulShape, arena: WasmMatmulArena = new WasmMatmulArena()): WasmMatmul {
   const { batch, m, mPad, k, n, nPad } = shape;
   if (mPad % 4 !== 0 || nPad % 8 !== 0) throw new RangeError(`wasm matmul: mPad must be a multiple of 4 and nPad of 8, got ${mPad} and ${nPad}`);
   const [aLen, bLen, cLen] = [mPad * k, k * nPad, mPad * nPad];
-  const bytes = 4 * batch * (aLen + bLen + cLen);
-  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536) + 1 });
-  const { mm } = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule()), { env: { memory } }).exports as {
-    mm: (a: number, b: number, c: number, m: number, k: number, n: number) => void;
-  };
-  const f32 = new Float32Array(memory.buffer);
   const [aOff, bOff, cOff] = [0, batch * aLen, batch * (aLen + bLen)];
   return (packedA, packedB) => {
     const [wantA, wantB] = [batch * (shape.packedA ? aLen : m * k), batch * (shape.packedB ? bLen : k * n)];
     if (packedA.length !== wantA || packedB.length !== wantB) {
       throw new RangeError(`wasm matmul: operands of ${packedA.length} and ${packedB.length} floats, expected ${wantA} and ${wantB}`);
     }
+    const f32 = arena.reserve(cOff + batch * cLen);
     if (shape.packedA) f32.set(packedA, aOff);
     else {
-      // row quads: (r, kk) → ((r >> 2)·k + kk)·4 + (r & 3); padded rows stay 0 from the start
+      // row quads: (r, kk) → ((r >> 2)·k + kk)·4 + (r & 3); padded rows are zeroed (the arena holds an earlier product's bytes)
+      if (m < mPad) f32.fill(0, aOff, bOff);
       for (let z = 0; z < batch; z++) {
         for (let r = 0; r < m; r++) {
           const src = (z * m + r) * k;
@@ -166,7 +202,8 @@ export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
     }
     if (shape.packedB) f32.set(packedB, bOff);
     else {
-      // column octets: (kk, j) → ((j >> 3)·k + kk)·8 + (j & 7); padded columns stay 0
+      // column octets: (kk, j) → ((j >> 3)·k + kk)·8 + (j & 7); padded columns are zeroed
+      if (n < nPad) f32.fill(0, bOff, cOff);
       for (let z = 0; z < batch; z++) {
         for (let kk = 0; kk < k; kk++) {
           const src = (z * k + kk) * n;
@@ -175,7 +212,7 @@ export function createWasmMatmul(shape: WasmMatmulShape): WasmMatmul {
         }
       }
     }
-    for (let z = 0; z < batch; z++) mm(4 * (aOff + z * aLen), 4 * (bOff + z * bLen), 4 * (cOff + z * cLen), mPad, k, nPad);
+    for (let z = 0; z < batch; z++) arena.multiply(aOff + z * aLen, bOff + z * bLen, cOff + z * cLen, mPad, k, nPad);
     return f32.slice(cOff, cOff + batch * cLen);
   };
 }
