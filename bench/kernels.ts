@@ -12,7 +12,7 @@
  * runtime are printed with the table.
  */
 import { GPU } from 'gpu.js';
-import { createLayerNormKernel, createSoftmaxKernel } from '../compiler/codegen/templates/rows.ts';
+import { createLayerNormKernel, createSoftmaxKernel } from './templates/rows.ts';
 import { Graph } from '../compiler/ir/graph.ts';
 import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
 import * as P from '../compiler/ir/primitives.ts';

@@ -10,7 +10,7 @@
 import { GPU } from 'gpu.js';
 import { compile, FLOAT32_EXACT_INT, type CompiledGraph, type MatmulStrategy } from '../compiler/codegen/compile.ts';
 import type { BufferKey, KernelSource } from '../compiler/codegen/kernels.ts';
-import { flattenResult } from '../compiler/codegen/templates/kernel-source.ts';
+import { flattenResult } from '../compiler/codegen/flat-output.ts';
 import { createWasmMatmul, wasmSimdSupported, WasmMatmulArena } from '../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';

@@ -5,7 +5,7 @@
  * reference it evaluates itself.
  */
 import { GPU } from 'gpu.js';
-import { createLayerNormKernel, createLogSumExpKernel, createSoftmaxKernel } from '../../compiler/codegen/templates/rows.ts';
+import { createLayerNormKernel, createLogSumExpKernel, createSoftmaxKernel } from '../../bench/templates/rows.ts';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { lshAttention } from '../../reformer/attention/api.ts';
 import { runTrainStep } from '../../reformer/train/objective.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { createLayerNormKernel, createLogSumExpKernel, createSoftmaxKernel } from '../../compiler/codegen/templates/rows.ts';
+import { createLayerNormKernel, createLogSumExpKernel, createSoftmaxKernel } from '../../bench/templates/rows.ts';
 import { BACKENDS, f32s, makeGpu, nanLike, worstRelErr } from './reference.ts';
 
 function layerNormRef(x: Float32Array, g: Float32Array, b: Float32Array, rows: number, cols: number, eps: number) {

@@ -6,6 +6,7 @@
  * backend may split them across its worker pool).
  */
 import type { GPU } from 'gpu.js';
+import { flattenResult } from '../../compiler/codegen/flat-output.ts';
 
 /** Everything needed to build one gpu.js kernel from a template. */
 export interface KernelSource {
@@ -73,27 +74,4 @@ export function buildKernel(gpu: GPU, ks: KernelSource): FlatKernel {
   run.backend = () => kernel.kernel?.constructor.mode ?? null;
   run.destroy = () => kernel.destroy();
   return run;
-}
-
-/** Flattens whatever a gpu.js kernel returned (typed array, nested arrays, vectors) to floats. */
-export function flattenResult(result: unknown, expected: number): Float32Array {
-  if (result instanceof Float32Array && result.length === expected) return result;
-  const out = new Float32Array(expected);
-  let p = 0;
-  const walk = (v: unknown): void => {
-    if (typeof v === 'number') {
-      out[p++] = v;
-    } else if (ArrayBuffer.isView(v)) {
-      const t = v as Float32Array;
-      out.set(t, p);
-      p += t.length;
-    } else if (Array.isArray(v)) {
-      for (const e of v) walk(e);
-    } else {
-      throw new TypeError(`kernel template: unexpected kernel result element ${String(v)}`);
-    }
-  };
-  walk(result);
-  if (p !== expected) throw new RangeError(`kernel template: kernel returned ${p} floats, expected ${expected}`);
-  return out;
 }
