@@ -1,12 +1,20 @@
 /**
- * Autoregressive sampling from a causal LM. The model runs at its fixed length L; the context is
- * the last L−1 tokens, so each new token costs one forward pass (no incremental cache yet).
+ * Autoregressive sampling from a causal LM, decoded incrementally: each new token runs one step of
+ * the model at one position (`reformer/decode/`), reading the cached keys and values of the
+ * positions before it, instead of a forward pass over the whole window.
+ *
+ * The model runs at its fixed length L with absolute positions, so the context lives in a window
+ * of L positions: the token at index n is predicted at position n − start. When the window is full,
+ * it slides by half: the last ⌊L/2⌋ tokens are decoded again as the start of a new window
+ * (`windowStart`). `reformer/decode/whole-window.ts` computes the same thing by rerunning the
+ * whole window for every token; it is the reference the tests compare with.
  */
 import { uniformAt } from '../compiler/ir/random.ts';
 import type { HostTensor } from '../compiler/ir/host-tensor.ts';
-import type { Layer } from '../dsl/layer.ts';
+import type { Params } from '../dsl/layer.ts';
 import type { GraphRunner } from '../runtime/runner.ts';
-import { logitsGraph, objectiveFeeds } from './train/objective.ts';
+import type { ModelConfig } from './config.ts';
+import { IncrementalDecoder } from './decode/decoder.ts';
 import { PAD_ID } from './model.ts';
 
 export interface SampleOptions {
@@ -38,8 +46,16 @@ export function sampleToken(logits: ArrayLike<number>, options: SampleOptions, p
   return pool[pool.length - 1]!;
 }
 
-/** Tokens of context the model sees at length `seqLen`: the last L−1 (position L−1 predicts the next one). */
+/** Tokens of context the model sees at most at length `seqLen`: L−1 (position L−1 predicts the next one). */
 export const contextLength = (seqLen: number) => seqLen - 1;
+
+/**
+ * The window start for predicting the token at index `n`, given the current start: unchanged while
+ * n − start ≤ L − 1 (the prediction's position fits the window), otherwise n − ⌊L/2⌋.
+ */
+export function windowStart(n: number, start: number, seqLen: number): number {
+  return n - start <= seqLen - 1 ? start : n - Math.floor(seqLen / 2);
+}
 
 /**
  * Makes text safe to print to a terminal: control characters (C0 except newline and tab, DEL, and
@@ -50,39 +66,55 @@ export function escapeControlChars(text: string): string {
 }
 
 export interface GenerateOptions extends SampleOptions {
-  readonly seqLen: number;
   readonly length: number;
   /** Called with each new token as it is produced. */
   readonly onToken?: (token: number) => void;
 }
 
-/** Continues `prompt` (token ids) by `length` tokens. */
+/** Logits predicting the token at index `tokens.length`, from the window starting at `start`. */
+export type NextLogits = (tokens: readonly number[], start: number) => Promise<ArrayLike<number>>;
+
+/** The sampling loop shared by the incremental path and its whole-window reference. */
+export async function sampleWith(next: NextLogits, seqLen: number, prompt: readonly number[], options: GenerateOptions): Promise<number[]> {
+  const tokens = [...prompt];
+  const out: number[] = [];
+  let start = 0;
+  while (out.length < options.length) {
+    start = windowStart(tokens.length, start, seqLen);
+    const token = sampleToken(await next(tokens, start), options, tokens.length);
+    tokens.push(token);
+    out.push(token);
+    options.onToken?.(token);
+  }
+  return out;
+}
+
+/** The token before `position` of the window starting at `start` (the padding id at position 0). */
+export const inputAt = (tokens: readonly number[], start: number, position: number) => (position === 0 ? PAD_ID : tokens[start + position - 1]!);
+
+/**
+ * Continues `prompt` (token ids) by `options.length` tokens, decoding incrementally with the model
+ * `buildModel(config)` and its parameters.
+ */
 export async function generate(
   runner: GraphRunner,
-  model: Layer,
+  config: ModelConfig,
   params: ReadonlyMap<string, HostTensor>,
-  paramTree: Parameters<typeof logitsGraph>[1],
+  paramTree: Params,
   prompt: readonly number[],
   options: GenerateOptions,
 ): Promise<number[]> {
-  const L = options.seqLen;
-  const { graph } = logitsGraph(model, paramTree, 1, L);
-  const tokens = [...prompt];
-  const out: number[] = [];
-  for (let n = 0; n < options.length; n++) {
-    // Position t of the window predicts the token at t from tokens before it (the model shifts right).
-    const context = tokens.slice(-contextLength(L));
-    const t = context.length;
-    const window = new Int32Array(L).fill(PAD_ID);
-    window.set(context);
-    const feeds = objectiveFeeds(graph, params, { tokens: { shape: [1, L], dtype: 'i32', data: window } }, 0);
-    const [logits] = await runner.run(graph, feeds);
-    const V = logits!.shape[2]!;
-    const row = logits!.data.subarray(t * V, (t + 1) * V);
-    const next = sampleToken(row, options, tokens.length);
-    tokens.push(next);
-    out.push(next);
-    options.onToken?.(next);
-  }
-  return out;
+  const decoder = new IncrementalDecoder(runner, config, params, paramTree);
+  let windowAt = 0;
+  const next: NextLogits = async (tokens, start) => {
+    if (start !== windowAt) {
+      decoder.reset();
+      windowAt = start;
+    }
+    // decode every position of the window not yet decoded, up to the one predicting tokens.length
+    let logits: ArrayLike<number> | undefined;
+    while (decoder.position <= tokens.length - start) logits = await decoder.step(inputAt(tokens, start, decoder.position));
+    return logits!;
+  };
+  return sampleWith(next, config.seqLen, prompt, options);
 }

@@ -1,7 +1,6 @@
 /** `reformer generate`: samples bytes from a checkpoint and prints them as they come. */
 import { loadRun } from '../../node.ts';
-import { buildModel } from '../../reformer/model.ts';
-import { contextLength, escapeControlChars, generate } from '../../reformer/generate.ts';
+import { contextLength, escapeControlChars, generate, windowStart } from '../../reformer/generate.ts';
 import { checkSeed } from '../../reformer/config.ts';
 import { encodeText, SPECIAL_TOKENS, tokenByte } from '../../reformer/train/data-source.ts';
 import { openRunner } from './runner.ts';
@@ -24,18 +23,19 @@ export async function generateCommand(opts: GenerateCommandOptions): Promise<voi
   const run = await loadRun(opts.checkpoint, {}, 1);
   if (run.config.model.vocabSize !== 258) throw new Error('generate needs a byte-level text model (vocabSize 258); this checkpoint is not one');
   const runner = await openRunner(opts.backend);
-  const model = buildModel(run.config.model);
   process.stderr.write(`backend: ${runner.description}; checkpoint step ${run.step}\n`);
   const prompt = encodeText(opts.prompt);
   const context = contextLength(run.config.model.seqLen);
   if (prompt.length > context) {
-    process.stderr.write(`note: the prompt is ${prompt.length} bytes; the model sees only the last ${context} (its context, seqLen ${run.config.model.seqLen} − 1)\n`);
+    const seen = prompt.length - windowStart(prompt.length, 0, run.config.model.seqLen);
+    process.stderr.write(
+      `note: the prompt is ${prompt.length} bytes; the model sees only the last ${seen} (its window holds seqLen ${run.config.model.seqLen} positions; a full window slides by half)\n`,
+    );
   }
   // Control bytes (the prompt's or sampled ones, e.g. NUL or ESC) are printed escaped, never raw.
   process.stdout.write(escapeControlChars(opts.prompt));
   const decoder = new TextDecoder('utf-8');
-  const tokens = await generate(runner, model, run.params, run.paramTree, prompt, {
-    seqLen: run.config.model.seqLen,
+  const tokens = await generate(runner, run.config.model, run.params, run.paramTree, prompt, {
     length: opts.length,
     temperature: opts.temperature,
     topK: opts.topK,

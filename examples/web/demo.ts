@@ -12,7 +12,6 @@ import { BYTE_VOCAB_SIZE, decodeBytes, encodeBytes, EOS_ID, PAD_ID } from '../..
 import { heldOutSplit, WindowSampler, windowsBatch } from '../../reformer/data/split.ts';
 import { validateRunConfig, type RunConfig } from '../../reformer/config.ts';
 import { generate } from '../../reformer/generate.ts';
-import { buildModel } from '../../reformer/model.ts';
 import { bitsPerChar, train, type DataSource, type TrainResult } from '../../reformer/train/trainer.ts';
 import type { BackendName } from '../../runtime/backend.ts';
 import { createRunner, type CompiledRunner } from '../../runtime/compiled-runner.ts';
@@ -166,11 +165,9 @@ async function sampleModel(): Promise<void> {
   promptSpan.textContent = prompt;
   const continuation = document.createElement('span');
   out.append(promptSpan, continuation);
-  const model = buildModel(config.model);
   const ids: number[] = [];
   const began = performance.now();
-  await generate(runner, model, result.params, result.paramTree, Array.from(encodeBytes(prompt)), {
-    seqLen: config.model.seqLen,
+  await generate(runner, config.model, result.params, result.paramTree, Array.from(encodeBytes(prompt)), {
     length,
     temperature,
     topK: 0,

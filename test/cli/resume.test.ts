@@ -152,6 +152,6 @@ describe('reformer train --resume (child processes)', () => {
     expect(gen.code, gen.stderr).toBe(0);
     expect(gen.stdout.startsWith(`\\x1b[2J${'x'.repeat(20)}`)).toBe(true);
     expect(gen.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
-    expect(gen.stderr).toContain('the prompt is 24 bytes; the model sees only the last 15');
+    expect(gen.stderr).toContain('the prompt is 24 bytes; the model sees only the last 8');
   });
 });

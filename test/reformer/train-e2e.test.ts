@@ -8,7 +8,6 @@ import { RunDirectory, loadRun } from '../../reformer/train/run-dir.ts';
 import { textDataSource, encodeText, decodeTokens, SPECIAL_TOKENS } from '../../reformer/train/data-source.ts';
 import { encodeBytes } from '../../reformer/data/bytes.ts';
 import { generate } from '../../reformer/generate.ts';
-import { buildModel } from '../../reformer/model.ts';
 import { ReferenceRunner } from '../../runtime/runner.ts';
 
 const text = 'the quick brown fox jumps over the lazy dog. ';
@@ -45,10 +44,8 @@ describe('training a ReformerLM', () => {
     expect(losses[0]!).toBeGreaterThan(4);
     // The first bytes of a random window are unpredictable, so the floor is well above zero.
     expect(losses.at(-1)!).toBeLessThan(0.5);
-    const model = buildModel(config.model);
     const prompt = 'the quick brown ';
-    const out = await generate(runner, model, result.params, result.paramTree, encodeText(prompt), {
-      seqLen: config.model.seqLen,
+    const out = await generate(runner, config.model, result.params, result.paramTree, encodeText(prompt), {
       length: 20,
       temperature: 0,
       topK: 0,
