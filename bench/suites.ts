@@ -22,6 +22,7 @@ export const loaders: Record<string, () => Promise<Suite>> = {
   memory: async () => (await import('./memory.ts')).memorySuite,
   attention: async () => (await import('./attention.ts')).attentionSuite,
   train: async () => (await import('./train.ts')).trainSuite,
+  generate: async () => (await import('./generate.ts')).generateSuite,
   browser: async () => (await import('./browser.ts')).browserSuite,
 };
 

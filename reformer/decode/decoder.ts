@@ -11,6 +11,7 @@ import type { ModelConfig } from '../config.ts';
 import { buildModel } from '../model.ts';
 import { StepCollector, type CacheSlot } from './cache-slots.ts';
 import { CachedSteps } from './cached-steps.ts';
+import { cachedPerModel } from './graph-cache.ts';
 import { stepModel } from './step-model.ts';
 
 /** The decode step graph of a model: token and position in, logits and new cache rows out. */
@@ -19,7 +20,14 @@ export interface StepGraph {
   readonly slots: readonly CacheSlot[];
 }
 
+const stepGraphs = new WeakMap<Params, Map<string, StepGraph>>();
+
+/** The step graph of `buildModel(cfg)` with parameters shaped like `paramTree`, built once per pair. */
 export function buildStepGraph(cfg: ModelConfig, paramTree: Params): StepGraph {
+  return cachedPerModel(stepGraphs, paramTree, cfg, () => traceStepGraph(cfg, paramTree));
+}
+
+function traceStepGraph(cfg: ModelConfig, paramTree: Params): StepGraph {
   const graph = new Graph();
   const params = paramInputs(graph, paramTree);
   const token = graph.input('token', [1, 1], 'i32');

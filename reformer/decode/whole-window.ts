@@ -6,12 +6,16 @@
  */
 import { sampleWith, type generate, type NextLogits } from '../generate.ts';
 import { buildModel, PAD_ID } from '../model.ts';
-import { logitsGraph, objectiveFeeds } from '../train/objective.ts';
+import type { Params } from '../../dsl/layer.ts';
+import { logitsGraph, objectiveFeeds, type ObjectiveGraph } from '../train/objective.ts';
+import { cachedPerModel } from './graph-cache.ts';
+
+const windowGraphs = new WeakMap<Params, Map<string, ObjectiveGraph>>();
 
 /** `generate`, rerunning the whole window for every token. */
 export async function generateWholeWindow(...[runner, config, params, paramTree, prompt, options]: Parameters<typeof generate>): Promise<number[]> {
   const L = config.seqLen;
-  const { graph } = logitsGraph(buildModel(config), paramTree, 1, L);
+  const { graph } = cachedPerModel(windowGraphs, paramTree, config, () => logitsGraph(buildModel(config), paramTree, 1, L));
   const next: NextLogits = async (tokens, start) => {
     // position p of the window reads token start + p − 1 (the model shifts right) and predicts start + p
     const window = new Int32Array(L).fill(PAD_ID);
