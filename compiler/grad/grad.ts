@@ -137,6 +137,10 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
           ...graph.reversibleRegions.map((r) => ({ kind: 'reversible' as const, r })),
         ];
   for (const region of regions) {
+    // A block's outputs are cheap sums (X + F(X')) that fusion would inline into every reader,
+    // chaining back through the whole stack: each reader would then read every earlier block's F
+    // and G outputs, keeping them alive. As buffers, a block's F and G outputs die with the block.
+    if (region.kind === 'reversible') graph.materialize.add(region.r.y1).add(region.r.y2);
     const list = endingAt.get(region.r.end - 1) ?? [];
     list.push(region);
     // Stryker disable next-line all: already in this order for graphs built by Graph (recompute regions are listed first and cannot sit inside a block's end)
@@ -205,6 +209,9 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     // When X1 and X2 are one node (after Dup) either rebuilt value stands for it.
     const x1 = rebuilt.get(block.x1);
     const x2 = rebuilt.get(block.x2);
+    // The rebuilt inputs are the previous block's outputs: buffers of their own, like the forward's.
+    graph.materialize.add(x1);
+    graph.materialize.add(x2);
     rebuiltInputs.set(block.x1, x1);
     rebuiltInputs.set(block.x2, x2);
     // From here on the rebuilt inputs stand in for the forward ones (the previous block's outputs).

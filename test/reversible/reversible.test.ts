@@ -11,6 +11,9 @@ import { evaluate } from '../../compiler/reference/evaluate.ts';
 import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { vjp } from '../../compiler/grad/grad.ts';
 import { reversibleLeaks, savedActivationBytes, graphPeakBytes } from '../../compiler/grad/saved.ts';
+import { compile } from '../../compiler/codegen/compile.ts';
+import { sizeOf, type NodeId } from '../../compiler/ir/types.ts';
+import { planMemory } from '../../runtime/memory-plan.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { checkReversibleCase, prepareReversibleCheck } from '../../reformer/verify.ts';
 import { ReferenceRunner } from '../../runtime/runner.ts';
@@ -151,7 +154,7 @@ describe('reversible regions: memory flat in depth', () => {
     const p = vjp(t.graph, t.graph.outputs, wrt, { memorySchedules: false });
     const n = t.graph.nodes.length;
     const activations = (w: typeof s) => graphPeakBytes(w.graph, w.outputs.concat(w.gradients));
-    return { saved: savedActivationBytes(s.graph, n), plainSaved: savedActivationBytes(p.graph, n), peak: activations(s), plainPeak: activations(p), text: s.graph.toString() };
+    return { saved: savedActivationBytes(s.graph, n), plainSaved: savedActivationBytes(p.graph, n), peak: activations(s), plainPeak: activations(p), text: s.graph.toString(), scheduled: s };
   };
 
   it('saved activations of 12 blocks equal those of 1 block (the stack outputs); plain backprop grows linearly', () => {
@@ -163,6 +166,29 @@ describe('reversible regions: memory flat in depth', () => {
     expect(depths[4]!.plainSaved).toBe(depths[0]!.plainSaved + 11 * perBlock);
     // Peak bytes in node order (parameter gradients included, which grow with depth for both).
     expect(depths[4]!.plainPeak - depths[4]!.peak).toBeGreaterThan(8 * (depths[1]!.plainPeak - depths[1]!.peak));
+  });
+
+  it('block outputs and rebuilt inputs are buffers: no kernel reads the insides of two blocks, and activations of the compiled plan do not grow', () => {
+    // F and G end in a view of a matmul (as attention's output projection does): the residual sum
+    // reading it is cheap, so fusion would inline a chain of them through the whole stack.
+    const viewed = (layer: Layer) => Serial(layer, Dense(d, { bias: false }), Fn('View', (x) => ops.reshape(ops.reshape(x, [L * d]), [L, d])));
+    const viewBlock = () => Reversible(viewed(LayerNorm()), viewed(Serial(LayerNorm(), Dense(4 * d), Relu())));
+    const activationPeak = (depth: number) => {
+      const model = Serial(Dup(), ReversibleStack(Array.from({ length: depth }, viewBlock)), Fn('Concat', (a, b) => ops.concat([a!, b!], -1), 2));
+      const t = trace(model, model.init(new InitKey(1), [spec([L, d])]), [{ shape: [L, d] }], { mode: 'train' });
+      const params = t.graph.inputNodes().filter((n) => n.role === 'param').map((n) => n.id);
+      const scheduled = vjp(t.graph, t.graph.outputs, params);
+      const g = scheduled.graph;
+      const blocks = g.reversibleRegions;
+      const compiled = compile(g, g.outputs);
+      const insides = (id: NodeId) => blocks.flatMap((b, k) => (id >= b.start && id < b.end && id !== b.y1 && id !== b.y2 ? [k] : []));
+      for (const group of compiled.plan.groups) expect(new Set(group.reads.flatMap(insides)).size, `kernel of %${group.root}`).toBeLessThanOrEqual(1);
+      // parameters and their gradients grow with depth by nature; the rest must not
+      const bytes = (id: NodeId) => sizeOf(g.node(id).shape) * 4;
+      const paramsAndGrads = [...params, ...new Set(scheduled.gradients)].reduce((a, id) => a + bytes(id), 0);
+      return planMemory(compiled).peakBytes - paramsAndGrads;
+    };
+    expect(activationPeak(12)).toBeLessThanOrEqual(activationPeak(2));
   });
 
   it('prints each block as a region with its streams and F/G ranges', () => {
