@@ -34,6 +34,8 @@ export interface MemoryPlan {
   readonly randomBytes: number;
   /** Largest number of bytes alive at once (host buffers included). */
   readonly peakBytes: number;
+  /** The kernel whose output first brought the plan to `peakBytes` (kernels.length: the unread draws after the last; -1: host buffers alone). */
+  readonly peakKernel: number;
 }
 
 export function planMemory(compiled: CompiledGraph): MemoryPlan {
@@ -66,6 +68,12 @@ export function planMemory(compiled: CompiledGraph): MemoryPlan {
   const freeAfter: BufferKey[][] = kernels.map(() => []);
   let live = hostBytes;
   let peak = live;
+  let peakKernel = -1;
+  const reach = (i: number) => {
+    if (live <= peak) return;
+    peak = live;
+    peakKernel = i;
+  };
   kernels.forEach((k, i) => {
     for (const b of drawBefore[i]!) live += bytes(b);
     const size = k.size;
@@ -80,7 +88,7 @@ export function planMemory(compiled: CompiledGraph): MemoryPlan {
     }
     slotOf.set(k.output, pick);
     live += size * BYTES_PER_ELEMENT;
-    peak = Math.max(peak, live);
+    reach(i);
     const dying = [...k.params, k.output].filter((b, j, all) => all.indexOf(b) === j && (lastUse.get(b) ?? -1) <= i && !wanted.has(b));
     for (const b of dying) {
       const s = slotOf.get(b);
@@ -91,7 +99,7 @@ export function planMemory(compiled: CompiledGraph): MemoryPlan {
     }
   });
   for (const b of drawBefore[kernels.length]!) live += bytes(b);
-  peak = Math.max(peak, live);
+  reach(kernels.length);
   return {
     slots,
     slotOf,
@@ -101,5 +109,6 @@ export function planMemory(compiled: CompiledGraph): MemoryPlan {
     hostBytes,
     randomBytes,
     peakBytes: peak,
+    peakKernel,
   };
 }

@@ -52,6 +52,7 @@ describe('memory plan: random buffers', () => {
     // two slots of a row each, and one mask at a time
     expect(mem.slots).toHaveLength(2);
     expect(mem.peakBytes).toBe(mem.hostBytes + 2 * ROW + ROW);
+    expect(mem.peakKernel).toBe(readers(early)[0]);
   });
 
   it('a wanted draw is never freed; one no kernel reads is drawn after the last kernel', () => {
@@ -69,5 +70,6 @@ describe('memory plan: random buffers', () => {
     expect(mem.freeAfter.flat()).not.toContain(`%${unread.id}`);
     // the peak is at the end: both draws beside the chain's output (its other slot is free)
     expect(mem.peakBytes).toBe(mem.hostBytes + ROW + ROW + 2 * ROW);
+    expect(mem.peakKernel).toBe(compiled.kernels.length);
   });
 });
