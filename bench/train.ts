@@ -201,8 +201,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     console.log('dispatch cost of one more kernel (slope between a 1- and a 257-kernel chain of elementwise kernels, 21 runs each):');
     console.log(
       formatTable(
-        ['executor', 'cells', 'kernels', 'ms / kernel (minima)', 'ms / kernel (medians)'],
-        dispatch.map((d) => [d.executor, String(d.cells), d.kernels.join(' / '), d.msPerKernelMin.toFixed(4), d.msPerKernelMedian.toFixed(4)]),
+        ['executor', 'cells', 'kernels', 'µs / kernel (minima)', 'µs / kernel (medians)'],
+        dispatch.map((d) => [d.executor, String(d.cells), d.kernels.join(' / '), (d.msPerKernelMin * 1000).toFixed(2), (d.msPerKernelMedian * 1000).toFixed(2)]),
       ),
     );
   }
