@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../compiler/codegen/compile.ts';
-import { MATMUL_UNROLL } from '../../compiler/codegen/emit.ts';
+import { MATMUL_UNROLL } from '../../compiler/codegen/matmul-emit.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stridedView, viewStart } from '../../compiler/fuse/views.ts';
-import { commonFactors } from '../../compiler/codegen/emit.ts';
+import { commonFactors } from '../../compiler/codegen/matmul-emit.ts';
 import { planKernels } from '../../compiler/fuse/plan.ts';
 import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
