@@ -53,6 +53,7 @@ export function hashBuckets(qk: Tensor, rotations: Tensor, nHashes: number, buck
   let offset = 0;
   let scale = 1;
   for (const f of factors) {
+    // Stryker disable next-line ConditionalExpression: with one factor the slice is the whole axis, which sliceAxis returns as is
     const part = factors.length === 1 ? perRound : ops.sliceAxis(perRound, 4, offset, f / 2);
     const a = ops.argmax(ops.concat([part, ops.neg(part)], 4), 4); // [B,h,H,L]
     const term = scale === 1 ? a : ops.mul(a, scale);
