@@ -16,17 +16,8 @@ import type { KernelPlan } from '../fuse/plan.ts';
 import { isMovableCut } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
 import { IndexWriter } from './index-arithmetic.ts';
+import { binary, call, float, int, isZero, load, neg, paren, printExpr, select, sub, thread, type BinaryOp, type Expr } from './kernel-ir.ts';
 import { matmulAt, packedProductAt, type PackedProductRead } from './matmul-emit.ts';
-
-/** A float literal the gpu.js parser types as Float (always has a `.` or an exponent). */
-export function floatLiteral(v: number): string {
-  if (Number.isNaN(v)) throw new Error('codegen: NaN constants are not supported in kernels');
-  // Beyond float32 range: rounds to ±Infinity in the kernel, as the constant would in float32.
-  if (!Number.isFinite(v)) return v > 0 ? '1e39' : '(-1e39)';
-  let s = String(v);
-  if (!/[.e]/.test(s)) s += '.0';
-  return v < 0 || Object.is(v, -0) ? `(${s.startsWith('-') ? s : '-' + s})` : s;
-}
 
 export class KernelWriter extends IndexWriter {
   constructor(
@@ -42,7 +33,7 @@ export class KernelWriter extends IndexWriter {
        * its row from `this.thread.y` (uniform across the four SIMD lanes on webasm, so A is read with
        * scalar loads instead of gathers) and its column from `this.thread.x`.
        */
-      readonly grid?: { readonly index: string; readonly cols: number };
+      readonly grid?: { readonly index: Expr; readonly cols: number };
       /** Exact i32 index arithmetic (index-arithmetic.ts); needed beyond 2^24 elements. */
       readonly wide?: boolean;
       /** Wide mode: index values below this are held in float locals (tests lower it). */
@@ -55,29 +46,29 @@ export class KernelWriter extends IndexWriter {
     this.product = options.product;
     this.grid = options.grid;
     // 2-D launches put at least 4 cells on x, so thread.y stays below a quarter of the output
-    if (sizeOf(plan.graph.node(root).shape) / 4 <= (options.exactBelow ?? FLOAT32_EXACT_INT)) this.markSmall('this.thread.y');
+    if (sizeOf(plan.graph.node(root).shape) / 4 <= (options.exactBelow ?? FLOAT32_EXACT_INT)) this.markSmall(thread('y'));
   }
 
-  readonly grid?: { readonly index: string; readonly cols: number };
+  readonly grid?: { readonly index: Expr; readonly cols: number };
   readonly product?: PackedProductRead;
 
   get graph(): Graph {
     return this.plan.graph;
   }
 
-  /** The value of node `id` at flat index `idx` (a variable name or an integer literal). */
-  value(id: NodeId, idx: string): string {
-    const key = `v:${id}@${idx}`;
+  /** The value of node `id` at flat index `idx` (a local or an integer literal). */
+  value(id: NodeId, idx: Expr): Expr {
+    const key = `v:${id}@${printExpr(idx)}`;
     const hit = this.memo.get(key);
     if (hit !== undefined) return hit;
     const n = this.graph.node(id);
-    let out: string;
+    let out: Expr;
     if (this.product?.id === id) {
-      out = this.bind(`${this.product.param}[${packedProductAt(this, n, idx)}]`, 'v');
+      out = this.bind(load(this.product.param, packedProductAt(this, n, idx)), 'v');
     } else if (id !== this.root && this.plan.buffers.has(id)) {
       const p = this.params.get(id);
       if (p === undefined) throw new Error(`codegen internal: buffer %${id} is not a parameter of this kernel`);
-      out = this.bind(`${p}[${idx}]`, 'v');
+      out = this.bind(load(p, idx), 'v');
     } else {
       out = this.bind(this.expression(n, idx), 'v');
     }
@@ -85,7 +76,12 @@ export class KernelWriter extends IndexWriter {
     return out;
   }
 
-  private expression(n: Node, idx: string): string {
+  /** The node's value read at the flat index of `terms` in its own row-major shape. */
+  private at(id: NodeId, terms: readonly Expr[], strides: readonly number[] = stridesOf(this.graph.node(id).shape)): Expr {
+    return this.value(id, this.index(this.flat(terms, strides)));
+  }
+
+  private expression(n: Node, idx: Expr): Expr {
     const g = this.graph;
     switch (n.op) {
       case 'input':
@@ -97,63 +93,54 @@ export class KernelWriter extends IndexWriter {
         throw new Error(`codegen internal: %${n.id} (${n.op}) must be materialised`);
       case 'const':
         if (n.values.length !== 1) throw new Error(`codegen internal: const %${n.id} with many values must be a buffer`);
-        return floatLiteral(n.values[0]!);
+        return float(n.values[0]!);
       case 'iota':
         return this.coords(idx, n.shape)[n.axis]!;
       case 'unary': {
         const x = this.value(n.x, idx);
         switch (n.fn) {
           case 'neg':
-            return `-${x}`;
-          case 'exp':
-            return `Math.exp(${x})`;
-          case 'log':
-            return `Math.log(${x})`;
-          case 'sqrt':
-            return `Math.sqrt(${x})`;
+            return neg(x);
           case 'rsqrt':
-            return `1.0 / Math.sqrt(${x})`;
-          case 'tanh':
-            return `Math.tanh(${x})`;
+            return binary('/', float(1), call('sqrt', x));
+          default:
+            return call(n.fn, x);
         }
-        break;
       }
       case 'binary': {
         const a = this.value(n.a, idx);
         const b = this.value(n.b, idx);
-        const integer = n.dtype === 'i32';
         switch (n.fn) {
           case 'add':
-            return `${a} + ${b}`;
+            return binary('+', a, b);
           case 'sub':
-            return `${a} - ${b}`;
+            return binary('-', a, b);
           case 'mul':
-            return `${a} * ${b}`;
+            return binary('*', a, b);
           case 'div':
-            return integer ? `Math.floor(${a} / ${b})` : `${a} / ${b}`;
+            return n.dtype === 'i32' ? call('floor', binary('/', a, b)) : binary('/', a, b);
           case 'max':
-            return `Math.max(${a}, ${b})`;
           case 'min':
-            return `Math.min(${a}, ${b})`;
+            return call(n.fn, a, b);
           case 'mod':
-            return `${a} - ${b} * Math.floor(${a} / ${b})`;
+            return sub(a, binary('*', b, call('floor', binary('/', a, b))));
         }
         break;
       }
       case 'compare': {
         const a = this.value(n.a, idx);
         const b = this.value(n.b, idx);
-        const op = { lt: '<', le: '<=', gt: '>', ge: '>=', eq: '===', ne: '!==' }[n.fn];
-        return `(${a} ${op} ${b} ? 1.0 : 0.0)`;
+        const op: BinaryOp = { lt: '<' as const, le: '<=' as const, gt: '>' as const, ge: '>=' as const, eq: '===' as const, ne: '!==' as const }[n.fn];
+        return paren(select(binary(op, a, b), float(1), float(0)));
       }
       case 'where': {
         const c = this.value(n.cond, idx);
         const a = this.value(n.a, idx);
         const b = this.value(n.b, idx);
-        return `(${c} !== 0.0 ? ${a} : ${b})`;
+        return paren(select(binary('!==', c, float(0)), a, b));
       }
       case 'cast':
-        return n.dtype === 'i32' ? `Math.trunc(${this.value(n.x, idx)})` : this.value(n.x, idx);
+        return n.dtype === 'i32' ? call('trunc', this.value(n.x, idx)) : this.value(n.x, idx);
       case 'stopGradient':
       case 'reshape':
         return this.value(n.x, idx);
@@ -161,65 +148,59 @@ export class KernelWriter extends IndexWriter {
         const x = g.node(n.x);
         const c = this.coords(idx, n.shape);
         const off = n.shape.length - x.shape.length;
-        const terms = x.shape.map((d, i) => (d === 1 ? '0' : c[i + off]!));
-        return this.value(n.x, this.index(this.flat(terms, stridesOf(x.shape))));
+        return this.at(n.x, x.shape.map((d, i) => (d === 1 ? int(0) : c[i + off]!)));
       }
       case 'transpose': {
-        const x = g.node(n.x);
-        const c = this.coords(idx, n.shape);
-        const xs = stridesOf(x.shape);
-        return this.value(n.x, this.index(this.flat(c, n.perm.map((p) => xs[p]!))));
+        const xs = stridesOf(g.node(n.x).shape);
+        return this.at(n.x, this.coords(idx, n.shape), n.perm.map((p) => xs[p]!));
       }
       case 'slice': {
         const x = g.node(n.x);
         const c = this.coords(idx, n.shape).map((t, d) => {
           if (x.shape[d] === n.shape[d]) return t;
-          const begin = isMovableCut(x.shape[d]!) ? this.cut(n.id, d, n.begin[d]!) : String(n.begin[d]);
-          return begin === '0' ? t : `(${t} + ${begin})`;
+          const begin = isMovableCut(x.shape[d]!) ? this.cut(n.id, d, n.begin[d]!) : int(n.begin[d]!);
+          return isZero(begin) ? t : paren(binary('+', t, begin));
         });
-        return this.value(n.x, this.index(this.flat(c, stridesOf(x.shape))));
+        return this.at(n.x, c);
       }
       case 'pad': {
         const x = g.node(n.x);
         const c = this.coords(idx, n.shape);
         const inner = c.map((t, d) => {
           if (x.shape[d] === n.shape[d]) return t;
-          const before = isMovableCut(n.shape[d]!) ? this.cut(n.id, d, n.before[d]!) : String(n.before[d]);
-          return before === '0' ? t : this.bind(`${t} - ${before}`, 'c');
+          const before = isMovableCut(n.shape[d]!) ? this.cut(n.id, d, n.before[d]!) : int(n.before[d]!);
+          return isZero(before) ? t : this.bind(sub(t, before), 'c');
         });
-        const checks = inner.flatMap((t, d) => (x.shape[d] === n.shape[d] ? [] : [`${t} >= 0`, `${t} < ${x.shape[d]}`]));
-        const ok = checks.length === 0 ? 'true' : this.bind(checks.join(' && '), 'ok');
+        const checks = inner.flatMap((t, d) => (x.shape[d] === n.shape[d] ? [] : [binary('>=', t, int(0)), binary('<', t, int(x.shape[d]!))]));
+        // a pad node always widens some axis (primitives.ts), so there is a check
+        const ok = this.bind(checks.reduce((a, b) => binary('&&', a, b)), 'ok');
         // Out-of-range positions read element 0 (always valid) and select 0 afterwards.
-        const src = this.index(`(${ok} ? ${this.flat(inner, stridesOf(x.shape))} : 0)`);
-        return `(${ok} ? ${this.value(n.x, src)} : 0.0)`;
+        const src = this.index(paren(select(ok, this.flat(inner, stridesOf(x.shape)), int(0))));
+        return paren(select(ok, this.value(n.x, src), float(0)));
       }
       case 'concat': {
         const c = this.coords(idx, n.shape);
         const pos = c[n.axis]!;
         let base = 0;
-        const pieces: Array<[number, string]> = [];
+        const pieces: Array<[number, Expr]> = [];
         for (const id of n.xs) {
-          const x = g.node(id);
-          const len = x.shape[n.axis]!;
+          const len = g.node(id).shape[n.axis]!;
           if (len > 0) {
-            const clamped = this.int(this.bind(`Math.min(Math.max(${pos} - ${base}, 0), ${len - 1})`, 'c'));
-            const terms = c.map((t, d) => (d === n.axis ? clamped : t));
-            pieces.push([base + len, this.value(id, this.index(this.flat(terms, stridesOf(x.shape))))]);
+            const clamped = this.int(this.bind(call('min', call('max', sub(pos, int(base)), int(0)), int(len - 1)), 'c'));
+            pieces.push([base + len, this.at(id, c.map((t, d) => (d === n.axis ? clamped : t)))]);
           }
           base += len;
         }
         let e = pieces[pieces.length - 1]![1];
-        for (let i = pieces.length - 2; i >= 0; i--) e = `(${pos} < ${pieces[i]![0]} ? ${pieces[i]![1]} : ${e})`;
+        for (let i = pieces.length - 2; i >= 0; i--) e = paren(select(binary('<', pos, int(pieces[i]![0])), pieces[i]![1], e));
         return e;
       }
       case 'gather': {
-        const x = g.node(n.x);
         const c = this.coords(idx, n.shape);
-        const len = x.shape[n.axis]!;
+        const len = g.node(n.x).shape[n.axis]!;
         // Clamped so a bad index cannot read outside the buffer; the reference throws instead.
-        const j = this.int(this.bind(`Math.min(Math.max(${this.value(n.index, idx)}, 0), ${len - 1})`, 'j'));
-        const terms = c.map((t, d) => (d === n.axis ? j : t));
-        return this.value(n.x, this.index(this.flat(terms, stridesOf(x.shape))));
+        const j = this.int(this.bind(call('min', call('max', this.value(n.index, idx), int(0)), int(len - 1)), 'j'));
+        return this.at(n.x, c.map((t, d) => (d === n.axis ? j : t)));
       }
       case 'matmul':
         return matmulAt(this, n, idx);

@@ -1,5 +1,6 @@
 /**
- * Index arithmetic: coordinates of flat indices, flat indices of coordinates, view addressing.
+ * Index arithmetic: coordinates of flat indices, flat indices of coordinates, view addressing,
+ * as kernel IR expressions.
  *
  * Index arithmetic is float32: gpu.js types `/` and `%` as float, and a `let` declared from an
  * integer expression becomes a float local. That is exact while indices stay below 2^24. A kernel
@@ -14,13 +15,26 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import type { View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
+import { add, binary, call, int, isInt, isZero, mul, paren, printExpr, select, sub, toI32, type Expr } from './kernel-ir.ts';
 import { StatementWriter } from './statements.ts';
+
+/** `Σ terms` as one left-to-right sum, or 0. */
+export const sum = (terms: readonly Expr[]): Expr => (terms.length === 0 ? int(0) : terms.reduce((a, b) => add(a, b)));
+
+/** `term · stride`, or the term itself for stride 1. */
+export const scaled = (term: Expr, stride: number): Expr => (stride === 1 ? term : mul(term, int(stride)));
+
+/** A local, a literal or a thread coordinate: used as it is wherever an index is needed. */
+const isIndexAtom = (e: Expr): boolean => e.kind === 'local' || e.kind === 'int' || e.kind === 'thread';
 
 export class IndexWriter extends StatementWriter {
   readonly wide: boolean;
   private readonly exactBelow: number;
 
-  /** Index values known to be below 2^24 (exact as float locals): coordinates, small remainders. */
+  /**
+   * Locals and thread coordinates known to be below 2^24 (exact as float locals): coordinates,
+   * small remainders, cuts.
+   */
   private readonly small = new Set<string>();
 
   constructor(options: {
@@ -37,8 +51,13 @@ export class IndexWriter extends StatementWriter {
     this.exactBelow = options.exactBelow ?? FLOAT32_EXACT_INT;
   }
 
-  private isSmall(x: string): boolean {
-    return !this.wide || /^\(?[0-9]+\)?$/.test(x) || this.small.has(x);
+  private isSmall(x: Expr): boolean {
+    return !this.wide || isInt(x) || ((x.kind === 'local' || x.kind === 'thread') && this.small.has(printExpr(x)));
+  }
+
+  protected markSmall(x: Expr): Expr {
+    if (this.wide && (x.kind === 'local' || x.kind === 'thread')) this.small.add(printExpr(x));
+    return x;
   }
 
   /**
@@ -46,19 +65,20 @@ export class IndexWriter extends StatementWriter {
    * 2^24 (an inline i32 expression) takes a float estimate corrected once in i32; the quotient
    * must be below 2^24 (it is a coordinate).
    */
-  div(x: string, d: number): string {
+  div(x: Expr, d: number): Expr {
     if (d === 1) return x;
-    if (this.isSmall(x)) return this.markSmall(this.bind(`Math.floor(${x} / ${d})`, 'c'));
+    const q0 = this.bind(call('floor', binary('/', x, int(d))), 'c');
+    if (this.isSmall(x)) return this.markSmall(q0);
     // the float quotient of a rounded x is off by a few units at most; the i32 remainder fixes it
-    const q0 = this.bind(`Math.floor(${x} / ${d})`, 'c');
-    return this.markSmall(this.bind(`${q0} + Math.floor((${x} - (${q0} | 0) * ${d}) / ${d})`, 'c'));
+    const fix = call('floor', binary('/', paren(sub(x, mul(toI32(q0), int(d)))), int(d)));
+    return this.markSmall(this.bind(add(q0, fix), 'c'));
   }
 
   /** x mod d for an integer x ≥ 0 (in wide mode, with x / d below 2^24). */
-  mod(x: string, d: number): string {
-    if (d === 1) return '0';
-    if (this.isSmall(x)) return this.markSmall(this.bind(`${x} % ${d}`, 'c'));
-    return this.markSmall(this.bind(`${x} - (${this.div(x, d)} | 0) * ${d}`, 'c'));
+  mod(x: Expr, d: number): Expr {
+    if (d === 1) return int(0);
+    if (this.isSmall(x)) return this.markSmall(this.bind(binary('%', x, int(d)), 'c'));
+    return this.markSmall(this.bind(sub(x, mul(toI32(this.div(x, d)), int(d))), 'c'));
   }
 
   /**
@@ -66,15 +86,10 @@ export class IndexWriter extends StatementWriter {
    * literal: kernels that differ only in where they cut, like the chunks of a Chunked layer and
    * their gradients, then have one source and share one compiled kernel.
    */
-  cut(node: NodeId, axis: number, value: number): string {
-    const { name, added } = this.scalar(`${node}:${axis}`, value);
-    if (added) this.markSmall(name);
-    return name;
-  }
-
-  protected markSmall(x: string): string {
-    if (this.wide) this.small.add(x);
-    return x;
+  cut(node: NodeId, axis: number, value: number): Expr {
+    const { arg, added } = this.scalar(`${node}:${axis}`, value);
+    if (added) this.markSmall(arg);
+    return arg;
   }
 
   /**
@@ -82,26 +97,27 @@ export class IndexWriter extends StatementWriter {
    * too, so in wide mode they are made i32 before meeting a large base: `base + p` in float
    * would round above 2^24.
    */
-  iv(v: string): string {
-    return this.wide && !/^[0-9]+$/.test(v) ? `(${v} | 0)` : v;
+  iv(v: Expr): Expr {
+    return this.wide && v.kind !== 'int' ? toI32(v) : v;
   }
 
   /** A float-typed integer (a clamp result, a position read from a buffer) as an index term. */
-  int(expr: string): string {
-    return this.wide ? `(${expr} | 0)` : this.bind(expr, 'c');
+  int(expr: Expr): Expr {
+    return this.wide ? toI32(expr) : this.bind(expr, 'c');
   }
 
   /** Row-major coordinates of flat index `idx` in `shape` (size-1 axes are the literal 0). */
-  coords(idx: string, shape: Shape): string[] {
+  coords(idx: Expr, shape: Shape): Expr[] {
     const strides = stridesOf(shape);
     if (this.wide && !this.isSmall(idx)) {
       // an index into a tensor of at most 2^24 elements is exact as a float local
       if (sizeOf(shape) > this.exactBelow) return this.peel(idx, shape, strides);
       idx = this.markSmall(this.bind(idx, 'c'));
     }
+    const at = printExpr(idx);
     return shape.map((d, axis) => {
-      if (d === 1) return '0';
-      const key = `coord:${idx}:${shape.join(',')}:${axis}`;
+      if (d === 1) return int(0);
+      const key = `coord:${at}:${shape.join(',')}:${axis}`;
       const hit = this.memo.get(key);
       if (hit !== undefined) return hit;
       const q = this.div(idx, strides[axis]!);
@@ -111,38 +127,40 @@ export class IndexWriter extends StatementWriter {
     });
   }
 
+  private readonly peeled = new Map<string, Expr[]>();
+
   /**
    * Wide-mode coordinates: from the outermost axis in, coordinate = ⌊rest / stride⌋ (below the
    * axis size) and rest −= coordinate·stride in i32; rest is bound to a local once it is below 2^24.
    */
-  private peel(idx: string, shape: Shape, strides: readonly number[]): string[] {
-    const key = `peel:${idx}:${shape.join(',')}`;
-    const hit = this.memo.get(key);
-    if (hit !== undefined) return JSON.parse(hit) as string[];
+  private peel(idx: Expr, shape: Shape, strides: readonly number[]): Expr[] {
+    const key = `peel:${printExpr(idx)}:${shape.join(',')}`;
+    const hit = this.peeled.get(key);
+    if (hit !== undefined) return hit;
     let rest = idx;
     const out = shape.map((d, axis) => {
-      if (d === 1) return '0';
+      if (d === 1) return int(0);
       const s = strides[axis]!;
       const c = this.div(rest, s);
       if (s > 1) {
-        const next = `${rest} - (${c} | 0) * ${s}`;
-        rest = s <= this.exactBelow ? this.markSmall(this.bind(next, 'c')) : `(${next})`;
+        const next = sub(rest, mul(toI32(c), int(s)));
+        rest = s <= this.exactBelow ? this.markSmall(this.bind(next, 'c')) : paren(next);
       }
       return c;
     });
-    this.memo.set(key, JSON.stringify(out));
+    this.peeled.set(key, out);
     return out;
   }
 
   /** Flat index from per-axis terms and strides, skipping zero terms (i32 terms in wide mode). */
-  flat(terms: readonly string[], strides: readonly number[]): string {
-    const parts: string[] = [];
+  flat(terms: readonly Expr[], strides: readonly number[]): Expr {
+    const parts: Expr[] = [];
     terms.forEach((t, d) => {
-      if (t === '0') return;
-      const term = this.wide && t !== 'this.thread.x' && t !== 'this.thread.y' ? `(${t} | 0)` : t;
-      parts.push(strides[d] === 1 ? term : `${term} * ${strides[d]}`);
+      if (isZero(t)) return;
+      const lane = t.kind === 'thread' && t.axis !== 'z';
+      parts.push(scaled(this.wide && !lane ? toI32(t) : t, strides[d]!));
     });
-    return parts.length === 0 ? '0' : parts.length === 1 ? parts[0]! : `(${parts.join(' + ')})`;
+    return parts.length === 0 ? int(0) : parts.length === 1 ? parts[0]! : paren(sum(parts));
   }
 
   /**
@@ -150,55 +168,54 @@ export class IndexWriter extends StatementWriter {
    * float, so it is held as two exact float locals, hi·4096 + lo, rebuilt in i32 at each use
    * (two conversions, a multiply and an add instead of the whole inline expression).
    */
-  hold(expr: string, limit?: number): string {
+  hold(expr: Expr, limit?: number): Expr {
     if (!this.wide) return this.index(expr);
-    if (/^[A-Za-z0-9_.]+$/.test(expr)) return expr;
+    if (isIndexAtom(expr)) return expr;
     // an index into a buffer of at most 2^24 elements is exact as a float local
     if (limit !== undefined && limit <= this.exactBelow) return this.markSmall(this.bind(expr, 'i'));
-    const hi = this.div(`(${expr})`, 4096);
-    const lo = this.bind(`(${expr}) - (${hi} | 0) * 4096`, 'c');
-    return `((${hi} | 0) * 4096 + (${lo} | 0))`;
+    const hi = this.div(paren(expr), 4096);
+    const lo = this.bind(sub(paren(expr), mul(toI32(hi), int(4096))), 'c');
+    return paren(add(mul(toI32(hi), int(4096)), toI32(lo)));
   }
 
   /** Binds an index expression; in wide mode indices stay inline (a local would be float). */
-  index(expr: string): string {
-    return this.wide ? (/^[A-Za-z0-9_.]+$/.test(expr) ? expr : `(${expr})`) : this.bind(expr, 'i');
+  index(expr: Expr): Expr {
+    return this.wide ? (isIndexAtom(expr) ? expr : paren(expr)) : this.bind(expr, 'i');
   }
 
   /**
-   * Buffer index of a view at per-axis coordinates (each a variable or literal). A concat view
+   * Buffer index of a view at per-axis coordinates (each a local or a literal). A concat view
    * selects its piece by the coordinate along the concat axis (all pieces' indices are computed).
    */
-  viewIndex(view: View, coords: readonly string[]): string {
+  viewIndex(view: View, coords: readonly Expr[]): Expr {
     if (view.kind === 'concat') {
       const c = coords[view.axis]!;
       const pieces = view.parts.map((p) => {
-        const local = p.begin === 0 ? c : this.bind(`${c} - ${p.begin}`, 'c');
+        const local = p.begin === 0 ? c : this.bind(sub(c, int(p.begin)), 'c');
         return this.index(this.viewIndex(p.view, coords.map((x, a) => (a === view.axis ? local : x))));
       });
       let e = pieces[pieces.length - 1]!;
-      for (let i = pieces.length - 2; i >= 0; i--) e = `(${c} < ${view.parts[i + 1]!.begin} ? ${pieces[i]} : ${e})`;
+      for (let i = pieces.length - 2; i >= 0; i--) e = paren(select(binary('<', c, int(view.parts[i + 1]!.begin)), pieces[i]!, e));
       return e;
     }
-    const parts: string[] = [];
+    const parts: Expr[] = [];
     view.axes.forEach((factors, axis) => {
       const c = coords[axis]!;
-      if (c === '0') return;
+      if (isZero(c)) return;
       let inner = 1;
       for (let j = factors.length - 1; j >= 0; j--) {
         const { size, stride } = factors[j]!;
         const q = this.div(c, inner);
         const digit = j === 0 ? q : this.mod(q, size);
         inner *= size;
-        const term = this.wide ? `(${digit} | 0)` : digit;
-        if (stride !== 0) parts.push(stride === 1 ? term : `${term} * ${stride}`);
+        if (stride !== 0) parts.push(scaled(this.wide ? toI32(digit) : digit, stride));
       }
     });
-    if (view.offset !== 0) parts.push(String(view.offset));
+    if (view.offset !== 0) parts.push(int(view.offset));
     for (const c of view.cuts) {
-      const term = this.wide ? `(${this.cut(c.node, c.axis, c.begin)} | 0)` : this.cut(c.node, c.axis, c.begin);
-      parts.push(c.stride === 1 ? term : `${term} * ${c.stride}`);
+      const begin = this.cut(c.node, c.axis, c.begin);
+      parts.push(scaled(this.wide ? toI32(begin) : begin, c.stride));
     }
-    return parts.length === 0 ? '0' : parts.join(' + ');
+    return sum(parts);
   }
 }

@@ -1,5 +1,6 @@
 /** What a compiled kernel is: its source text, the buffers it reads and writes, its launch shape. */
 import type { NodeId } from '../ir/types.ts';
+import type { Expr } from './kernel-ir.ts';
 import type { WasmMatmulShape } from './wasm-matmul.ts';
 
 /** Integers (values, float-typed indices) are exact in float32 up to this magnitude. */
@@ -59,8 +60,8 @@ export interface KernelSource {
 export function kernelSource(spec: {
   readonly name: string;
   readonly group: string;
-  readonly writer: { finish(paramNames: readonly string[], result: string): string; readonly loopMax: number; readonly scalars: readonly number[] };
-  readonly result: string;
+  readonly writer: { finish(paramNames: readonly string[], result: Expr): string; readonly loopMax: number; readonly scalars: readonly number[] };
+  readonly result: Expr;
   readonly reads: ReadonlyArray<readonly [BufferKey, string]>;
   readonly output: BufferKey;
   readonly dims: readonly number[];

@@ -16,6 +16,8 @@ import type { NodeId } from '../ir/types.ts';
 import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
+import { add, binary, call, float, int, isZero, local, mul, paren, thread, type Expr } from './kernel-ir.ts';
+import { sum } from './index-arithmetic.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type KernelSource } from './kernel-spec.ts';
 import { argsortGroupKernels, sortedScatterKernels } from './sort-kernels.ts';
 import { packedMatmulKernels, usePacked, type MatmulStrategy, type ProductEngine } from './packed-matmul.ts';
@@ -31,7 +33,7 @@ export function needsWideIndices(plan: KernelPlan, group: KernelGroup): boolean 
   return [group.root, ...group.fused, ...group.reads].some((id) => sizeOf(plan.graph.node(id).shape) > FLOAT32_EXACT_INT);
 }
 
-function simple(plan: KernelPlan, group: KernelGroup, wide: number, body: (w: KernelWriter) => string): KernelSource {
+function simple(plan: KernelPlan, group: KernelGroup, wide: number, body: (w: KernelWriter) => Expr): KernelSource {
   const params = paramsOf(group.reads);
   const w = new KernelWriter(plan, group.root, params, indexing(wide));
   const result = body(w);
@@ -39,7 +41,7 @@ function simple(plan: KernelPlan, group: KernelGroup, wide: number, body: (w: Ke
 }
 
 /** The one kernel of a group: reads its buffers in order, writes the root's buffer. */
-function groupKernel(group: KernelGroup, w: KernelWriter, params: ReadonlyMap<NodeId, string>, result: string, dims: readonly number[]): KernelSource {
+function groupKernel(group: KernelGroup, w: KernelWriter, params: ReadonlyMap<NodeId, string>, result: Expr, dims: readonly number[]): KernelSource {
   const reads = [...params].map(([id, name]) => [nodeKey(id), name] as const);
   return kernelSource({ name: group.name, group: group.name, writer: w, result, reads, output: nodeKey(group.root), dims });
 }
@@ -72,10 +74,10 @@ function packedGroup(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine:
   const cols = shape[shape.length - 1] ?? 1;
   const grid = shape.length >= 2 && cols % 4 === 0 ? { cols, rows: sizeOf(shape) / cols } : undefined;
   const product = { id: mmId, param: packed.product.param, geometry: packed.product.geometry };
-  const index = 'i_flat';
+  const index = local('i_flat');
   const w = new KernelWriter(plan, group.root, params, grid ? { grid: { index, cols }, product } : { product });
-  if (grid) w.stmt(`let ${index} = this.thread.y * ${cols} + this.thread.x;`);
-  const result = w.value(group.root, grid ? index : 'this.thread.x');
+  if (grid) w.stmt({ kind: 'let', name: 'i_flat', value: gridFlatIndex(cols) });
+  const result = w.value(group.root, grid ? index : thread('x'));
   const reads = [...[...params].map(([id, name]) => [nodeKey(id), name] as const), [packed.product.key, packed.product.param] as const];
   const epilogue = kernelSource({
     name: group.name,
@@ -89,13 +91,15 @@ function packedGroup(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine:
   return [...packed.kernels, epilogue];
 }
 
+/** `this.thread.y * cols + this.thread.x`: the flat index of a 2-D launch over a row-major shape. */
+const gridFlatIndex = (cols: number): Expr => add(mul(thread('y'), int(cols)), thread('x'));
+
 function matmulGroup(plan: KernelPlan, group: KernelGroup, grid: { cols: number; rows: number }, wide: number): KernelSource {
   const params = paramsOf(group.reads);
-  const index = 'i_flat';
   // a local would be float-typed: in wide mode the flat index stays an inline i32 expression
-  const flatIndex = wide > 0 ? `(this.thread.y * ${grid.cols} + this.thread.x)` : index;
+  const flatIndex = wide > 0 ? paren(gridFlatIndex(grid.cols)) : local('i_flat');
   const w = new KernelWriter(plan, group.root, params, { grid: { index: flatIndex, cols: grid.cols }, ...indexing(wide) });
-  if (wide === 0) w.stmt(`let ${index} = this.thread.y * ${grid.cols} + this.thread.x;`);
+  if (wide === 0) w.stmt({ kind: 'let', name: 'i_flat', value: gridFlatIndex(grid.cols) });
   return groupKernel(group, w, params, w.value(group.root, flatIndex), [grid.cols, grid.rows]);
 }
 
@@ -105,8 +109,8 @@ function axisSplit(shape: readonly number[], axis: number): { len: number; inner
 }
 
 /** `base` = flat index of (o, 0, i) for the thread's output index over a shape whose axis has size `outLen`. */
-function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, outer: number): string {
-  const [o, , i] = w.coords('this.thread.x', [outer, outLen, inner]);
+function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, outer: number): Expr {
+  const [o, , i] = w.coords(thread('x'), [outer, outLen, inner]);
   return w.hold(w.flat([o!, i!], [len * inner, 1]), outer * len * inner);
 }
 
@@ -131,24 +135,24 @@ function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: number): Kernel
   const outer = sizeOf(outerShape);
   const params = paramsOf(group.reads);
   const w = new KernelWriter(plan, group.root, params, indexing(wide));
-  const o = outer > 1 ? w.div('this.thread.y', lenOut) : '0';
-  const j = lenOut === 1 ? '0' : outer > 1 ? w.mod('this.thread.y', lenOut) : 'this.thread.y';
-  const oc = outer > 1 ? w.coords(o, outerShape) : outerShape.map(() => '0');
+  const o = outer > 1 ? w.div(thread('y'), lenOut) : int(0);
+  const j = lenOut === 1 ? int(0) : outer > 1 ? w.mod(thread('y'), lenOut) : thread('y');
+  const oc = outer > 1 ? w.coords(o, outerShape) : outerShape.map(() => int(0));
   const srcStrides = stridesOf(src.shape);
-  const acc = w.fresh('acc');
-  w.stmt(`let ${acc} = 0.0;`);
+  const acc = w.declare('acc', float(0));
   if (lenIn > 0) {
     const q = w.fresh('q');
     w.loop(q, 0, lenIn, () => {
-      const terms = src.shape.map((d, sa) => (d === 1 ? '0' : sa + off === root.axis ? q : oc[sa + off]!));
+      const terms = src.shape.map((d, sa) => (d === 1 ? int(0) : sa + off === root.axis ? local(q) : oc[sa + off]!));
       const hit = w.value(src.id, w.index(w.flat(terms, srcStrides)));
-      w.ifBlock(`${hit} === ${j}`, () => {
-        const at = w.index(`${o === '0' ? '' : `${w.iv(o)} * ${lenIn * inner} + `}${w.iv(q)} * ${inner} + this.thread.x`);
-        w.stmt(`${acc} += ${w.value(root.updates, at)};`);
+      w.ifBlock(binary('===', hit, j), () => {
+        const rowTerms = [mul(w.iv(local(q)), int(inner)), thread('x')];
+        const at = w.index(sum(isZero(o) ? rowTerms : [mul(w.iv(o), int(lenIn * inner)), ...rowTerms]));
+        w.stmt({ kind: 'assign', name: acc, op: '+=', value: w.value(root.updates, at) });
       });
     });
   }
-  return groupKernel(group, w, params, acc, [inner, sizeOf(root.shape) / inner]);
+  return groupKernel(group, w, params, local(acc), [inner, sizeOf(root.shape) / inner]);
 }
 
 export function groupKernels(
@@ -169,29 +173,27 @@ export function groupKernels(
       return [
         simple(plan, group, wide, (w) => {
           const base = axisBase(w, 1, len, inner, sizeOf(x.shape) / (len * inner));
-          const at = (r: string) => (inner === 1 ? `${base} + ${w.iv(r)}` : `${base} + ${w.iv(r)} * ${inner}`);
+          const at = (r: Expr) => add(base, inner === 1 ? w.iv(r) : mul(w.iv(r), int(inner)));
           const first = w.value(root.x, base);
-          const acc = w.fresh('acc');
-          w.stmt(`let ${acc} = ${first};`);
-          const best = root.op === 'argmax' ? w.fresh('best') : '';
-          if (root.op === 'argmax') w.stmt(`let ${best} = 0.0;`);
+          const acc = w.declare('acc', first);
+          const best = root.op === 'argmax' ? w.declare('best', float(0)) : '';
           if (len > 1) {
             const r = w.fresh('r');
             w.loop(r, 1, len, () => {
-              const v = w.value(root.x, w.index(at(r)));
+              const v = w.value(root.x, w.index(at(local(r))));
               if (root.op === 'argmax') {
-                w.stmt(`if (${v} > ${acc}) {`);
-                w.stmt(`  ${acc} = ${v};`);
-                w.stmt(`  ${best} = ${r};`);
-                w.stmt('}');
+                w.ifBlock(binary('>', v, local(acc)), () => {
+                  w.stmt({ kind: 'assign', name: acc, op: '=', value: v });
+                  w.stmt({ kind: 'assign', name: best, op: '=', value: local(r) });
+                });
               } else if (root.fn === 'sum') {
-                w.stmt(`${acc} += ${v};`);
+                w.stmt({ kind: 'assign', name: acc, op: '+=', value: v });
               } else {
-                w.stmt(`${acc} = Math.max(${acc}, ${v});`);
+                w.stmt({ kind: 'assign', name: acc, op: '=', value: call('max', local(acc), v) });
               }
             });
           }
-          return root.op === 'argmax' ? best : acc;
+          return local(root.op === 'argmax' ? best : acc);
         }),
       ];
     }
@@ -209,21 +211,18 @@ export function groupKernels(
         simple(plan, group, wide, (w) => {
           const outer = sizeOf(root.shape) / (lenOut * inner);
           const base = axisBase(w, lenOut, lenIn, inner, outer);
-          const j = w.coords('this.thread.x', [outer, lenOut, inner])[1]!;
-          const acc = w.fresh('acc');
-          w.stmt(`let ${acc} = 0.0;`);
+          const j = w.coords(thread('x'), [outer, lenOut, inner])[1]!;
+          const acc = w.declare('acc', float(0));
           if (lenIn > 0) {
             const q = w.fresh('q');
             w.loop(q, 0, lenIn, () => {
-              const at = w.index(inner === 1 ? `${base} + ${w.iv(q)}` : `${base} + ${w.iv(q)} * ${inner}`);
+              const at = w.index(add(base, inner === 1 ? w.iv(local(q)) : mul(w.iv(local(q)), int(inner))));
               const hit = w.value(root.index, at);
               const v = w.value(root.updates, at);
-              w.stmt(`if (${hit} === ${j}) {`);
-              w.stmt(`  ${acc} += ${v};`);
-              w.stmt('}');
+              w.ifBlock(binary('===', hit, j), () => w.stmt({ kind: 'assign', name: acc, op: '+=', value: v }));
             });
           }
-          return acc;
+          return local(acc);
         }),
       ];
     }
@@ -232,7 +231,7 @@ export function groupKernels(
       if (packed !== undefined) return packedGroup(plan, group, packed.mmId, packed.engine);
       const grid = options.grid === false ? undefined : gridFor(plan, group);
       if (grid !== undefined) return [matmulGroup(plan, group, grid, wide)];
-      return [simple(plan, group, wide, (w) => w.value(group.root, 'this.thread.x'))];
+      return [simple(plan, group, wide, (w) => w.value(group.root, thread('x')))];
     }
   }
 }

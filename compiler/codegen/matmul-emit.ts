@@ -9,6 +9,8 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
 import type { KernelWriter } from './emit.ts';
+import { add, float, int, isZero, load, local, mul, paren, sub, thread, type Expr } from './kernel-ir.ts';
+import { sum } from './index-arithmetic.ts';
 import type { PackedGeometry } from './packed-matmul.ts';
 
 /** A matmul whose value a kernel reads from a packed product buffer (packed-matmul.ts) instead of computing it. */
@@ -27,39 +29,39 @@ export const MATMUL_UNROLL = 4;
  * ((z·quads + ⌊i/4⌋)·nPad + j)·4 + i mod 4 (gpu.js product), (z·4·quads + i)·nPad + j (wasm). On a 2-D launch over the matmul's own shape the
  * row part comes from thread.y alone, so it stays lane-uniform and only `+ j·4` varies.
  */
-export function packedProductAt(w: KernelWriter, n: Node, idx: string): string {
+export function packedProductAt(w: KernelWriter, n: Node, idx: Expr): Expr {
   const g = w.product!.geometry;
   const rootShape = w.graph.node(w.root).shape;
   const onGrid =
     w.grid !== undefined && idx === w.grid.index && w.grid.cols === g.n && rootShape.length === n.shape.length && rootShape.every((d, i) => d === n.shape[i]);
-  let z: string;
-  let i: string;
-  let j: string;
+  let z: Expr;
+  let i: Expr;
+  let j: Expr;
   if (onGrid) {
-    z = g.batch > 1 ? w.div('this.thread.y', g.m) : '0';
-    i = g.m === 1 ? '0' : g.batch > 1 ? w.mod('this.thread.y', g.m) : 'this.thread.y';
-    j = g.n === 1 ? '0' : 'this.thread.x';
+    z = g.batch > 1 ? w.div(thread('y'), g.m) : int(0);
+    i = g.m === 1 ? int(0) : g.batch > 1 ? w.mod(thread('y'), g.m) : thread('y');
+    j = g.n === 1 ? int(0) : thread('x');
   } else {
-    [z, i, j] = w.coords(idx, [g.batch, g.m, g.n]) as [string, string, string];
+    [z, i, j] = w.coords(idx, [g.batch, g.m, g.n]) as [Expr, Expr, Expr];
   }
   if (g.engine === 'wasm') {
     // row-major [batch][4·quads][nPad]
-    const row = z === '0' ? i : `${z} * ${4 * g.quads} + ${i}`;
-    const uniform = row === '0' ? '0' : w.bind(`(${row}) * ${g.nPad}`, 'i');
-    return w.index(j === '0' ? uniform : uniform === '0' ? j : `${uniform} + ${j}`);
+    const row = isZero(z) ? i : add(mul(z, int(4 * g.quads)), i);
+    const uniform = isZero(row) ? int(0) : w.bind(mul(paren(row), int(g.nPad)), 'i');
+    return w.index(isZero(j) ? uniform : isZero(uniform) ? j : add(uniform, j));
   }
-  const q = i === '0' ? '0' : w.div(i, 4);
-  const c = i === '0' ? '0' : w.mod(i, 4);
-  const row = z === '0' ? (q === '0' ? '' : `${q} * ${g.nPad * 4}`) : `(${z} * ${g.quads} + ${q}) * ${g.nPad * 4}`;
-  const uniform = w.bind(row === '' ? c : c === '0' ? row : `${row} + ${c}`, 'i');
-  return w.index(j === '0' ? uniform : uniform === '0' ? `${j} * 4` : `${uniform} + ${j} * 4`);
+  const q = isZero(i) ? int(0) : w.div(i, 4);
+  const c = isZero(i) ? int(0) : w.mod(i, 4);
+  const row = isZero(z) ? (isZero(q) ? undefined : mul(q, int(g.nPad * 4))) : mul(paren(add(mul(z, int(g.quads)), q)), int(g.nPad * 4));
+  const uniform = w.bind(row === undefined ? c : isZero(c) ? row : add(row, c), 'i');
+  return w.index(isZero(j) ? uniform : isZero(uniform) ? mul(j, int(4)) : add(uniform, mul(j, int(4))));
 }
 
 /**
  * Dot product for one output element of a (batched) matmul. The k loop is unrolled by
  * MATMUL_UNROLL (independent loads per trip for the scheduler); the remainder is straight-line.
  */
-export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: string): string {
+export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr): Expr {
   const a = w.graph.node(n.a);
   const k = a.shape[a.shape.length - 1]!;
   const [m, nn] = n.shape.slice(-2) as [number, number];
@@ -71,54 +73,56 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: strin
     w.grid.cols === nn &&
     rootShape.length === rank &&
     rootShape.every((d, i) => d === n.shape[i]);
-  let batch: string;
-  let row: string;
-  let col: string;
+  let batch: Expr;
+  let row: Expr;
+  let col: Expr;
   if (onGrid) {
     // thread.y enumerates (batch, row) pairs; only thread-y terms, so the A index stays uniform
     const rows = sizeOf(n.shape) / nn;
-    batch = rank > 2 && rows > m ? w.div('this.thread.y', m) : '0';
-    row = m === 1 ? '0' : rows > m ? w.mod('this.thread.y', m) : 'this.thread.y';
-    col = nn === 1 ? '0' : 'this.thread.x';
+    batch = rank > 2 && rows > m ? w.div(thread('y'), m) : int(0);
+    row = m === 1 ? int(0) : rows > m ? w.mod(thread('y'), m) : thread('y');
+    col = nn === 1 ? int(0) : thread('x');
   } else {
     const c = w.coords(idx, n.shape);
-    batch = rank > 2 ? w.div(idx, m * nn) : '0';
+    batch = rank > 2 ? w.div(idx, m * nn) : int(0);
     row = c[rank - 2]!;
     col = c[rank - 1]!;
   }
   const batchShape = n.shape.slice(0, -2);
-  const batchCoords = batch === '0' ? batchShape.map(() => '0') : w.coords(batch, batchShape);
+  const batchCoords = isZero(batch) ? batchShape.map(() => int(0)) : w.coords(batch, batchShape);
   // Operand reads, per k segment: straight from the buffer at base + p·stride where the operand
   // is a view of one (a concat along k, like a look-around window, gives one segment per
   // piece); otherwise the operand's value at its logical flat index.
-  type Read = (p: string) => string;
+  type Read = (p: Expr) => Expr;
   /** A view operand walked by digits of its k factors: buffer index = origin + Σ digitⱼ·strideⱼ. */
-  type Walk = { origin: string; factors: readonly Factor[]; param: string };
+  type Walk = { origin: Expr; factors: readonly Factor[]; param: string };
   type Segment = { begin: number; read: Read; walk?: Walk };
-  const segments = (id: NodeId, outer: string, outerAxis: number, kAxis: number): Segment[] => {
+  const segments = (id: NodeId, outer: Expr, outerAxis: number, kAxis: number): Segment[] => {
     const decomposed = (): Read => {
       const strides = stridesOf(w.graph.node(id).shape);
       const base = w.hold(w.flat([...batchCoords, outer], [...strides.slice(0, -2), strides[outerAxis]!]), sizeOf(w.graph.node(id).shape));
       const step = strides[kAxis]!;
-      return (p) => w.value(id, w.index(base === '0' ? `${w.iv(p)} * ${step}` : `${base} + ${w.iv(p)} * ${step}`));
+      return (p) => w.value(id, w.index(isZero(base) ? mul(w.iv(p), int(step)) : add(base, mul(w.iv(p), int(step)))));
     };
     const view = viewOf(w.graph, (x) => x !== w.root && w.plan.buffers.has(x), id);
     if (view === undefined) return [{ begin: 0, read: decomposed() }];
     const param = w.params.get(view.buffer);
     if (param === undefined) throw new Error(`codegen internal: buffer %${view.buffer} is not a parameter of this kernel`);
-    const coords = [...batchCoords, outerAxis === rank - 2 ? outer : '0', outerAxis === rank - 1 ? outer : '0'];
+    const coords = [...batchCoords, outerAxis === rank - 2 ? outer : int(0), outerAxis === rank - 1 ? outer : int(0)];
     // the pieces along k, each a view whose k axis has one stride
     const pieces: Array<{ begin: number; view: View }> =
       view.kind === 'concat' && view.axis === kAxis ? [...view.parts] : [{ begin: 0, view }];
     const limit = sizeOf(w.graph.node(view.buffer).shape);
-    const originOf = (pv: View, shift: number): string => {
+    const lane = outer.kind === 'thread' && outer.axis === 'x';
+    const originOf = (pv: View, shift: number): Expr => {
       // wide mode: the lane coordinate (thread.x, an i32) stays out of the held base, so the
       // lanes' indices are `base + thread.x·stride`, not rebuilt from float locals per read
-      const laneStride = w.wide && outer === 'this.thread.x' ? axisStride(pv, outerAxis) : undefined;
-      const base = w.viewIndex(pv, laneStride === undefined ? coords : coords.map((c) => (c === outer ? '0' : c)));
-      const held = w.hold(shift === 0 ? base : `${base} - ${shift}`, limit);
+      const laneStride = w.wide && lane ? axisStride(pv, outerAxis) : undefined;
+      const base = w.viewIndex(pv, laneStride === undefined ? coords : coords.map((c) => (c === outer ? int(0) : c)));
+      const held = w.hold(shift === 0 ? base : sub(base, int(shift)), limit);
       if (laneStride === undefined || laneStride === 0) return held;
-      return held === '0' ? `this.thread.x * ${laneStride}` : `${held} + this.thread.x * ${laneStride}`;
+      const laneTerm = mul(thread('x'), int(laneStride));
+      return isZero(held) ? laneTerm : add(held, laneTerm);
     };
     if (pieces.some((pc) => axisStride(pc.view, kAxis) === undefined)) {
       // a k axis made of several factors (heads merged back into the model width): walkable
@@ -135,8 +139,9 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: strin
       const origin = originOf(pv, begin * step);
       const read: Read = (loopP) => {
         const p = w.iv(loopP);
-        const at = step === 0 ? origin : origin === '0' ? (step === 1 ? p : `${p} * ${step}`) : `${origin} + ${step === 1 ? p : `${p} * ${step}`}`;
-        return w.bind(`${param}[${w.index(at)}]`, 'v');
+        const term = step === 1 ? p : mul(p, int(step));
+        const at = step === 0 ? origin : isZero(origin) ? term : add(origin, term);
+        return w.bind(load(param, w.index(at)), 'v');
       };
       const walk = pieces.length === 1 ? { origin, factors: k === 1 ? [] : [{ size: k, stride: step }], param } : undefined;
       return { begin, read, ...(walk ? { walk } : {}) };
@@ -152,16 +157,15 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: strin
   }
   const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
   const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
-  const acc = w.fresh('acc');
-  w.stmt(`let ${acc} = 0.0;`);
+  const acc = w.declare('acc', float(0));
   for (let c = 0; c + 1 < cuts.length; c++) {
     const [from, to] = [cuts[c]!, cuts[c + 1]!];
     const readA = pick(segA, from);
     const readB = pick(segB, from);
-    const term = (p: string): void => {
+    const term = (p: Expr): void => {
       const av = readA(p);
       const bv = readB(p);
-      w.stmt(`${acc} += ${av} * ${bv};`);
+      w.stmt({ kind: 'assign', name: acc, op: '+=', value: mul(av, bv) });
     };
     const len = to - from;
     const unroll = Math.min(MATMUL_UNROLL, len);
@@ -169,12 +173,12 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: strin
     if (main > 0) {
       const p = w.fresh('p');
       w.loopBy(p, from, from + main, unroll, () => {
-        for (let u = 0; u < unroll; u++) term(u === 0 ? p : w.index(`${p} + ${u}`));
+        for (let u = 0; u < unroll; u++) term(u === 0 ? local(p) : w.index(add(local(p), int(u))));
       });
     }
-    for (let p = from + main; p < to; p++) term(String(p));
+    for (let p = from + main; p < to; p++) term(int(p));
   }
-  return acc;
+  return local(acc);
 }
 
 /**
@@ -183,44 +187,43 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: strin
  */
 function walkedDot(
   w: KernelWriter,
-  a: { origin: string; param: string },
-  b: { origin: string; param: string },
+  a: { origin: Expr; param: string },
+  b: { origin: Expr; param: string },
   digits: ReadonlyArray<{ size: number; sa: number; sb: number }>,
-): string {
-  const acc = w.fresh('acc');
-  w.stmt(`let ${acc} = 0.0;`);
-  const offset = (origin: string, terms: readonly string[]): string =>
-    [origin, ...terms].filter((t) => t !== '0' && t !== '').join(' + ') || '0';
-  const level = (d: number, termsA: readonly string[], termsB: readonly string[]): void => {
+): Expr {
+  const acc = w.declare('acc', float(0));
+  const offset = (origin: Expr, terms: ReadonlyArray<Expr | undefined>): Expr =>
+    sum([origin, ...terms].filter((t): t is Expr => t !== undefined && !isZero(t)));
+  const level = (d: number, termsA: ReadonlyArray<Expr | undefined>, termsB: ReadonlyArray<Expr | undefined>): void => {
     const { size, sa, sb } = digits[d]!;
-    const term = (loopV: string): [string, string] => {
+    const term = (loopV: Expr): [Expr | undefined, Expr | undefined] => {
       const v = w.iv(loopV);
-      return [sa === 0 ? '' : sa === 1 ? v : `${v} * ${sa}`, sb === 0 ? '' : sb === 1 ? v : `${v} * ${sb}`];
+      return [sa === 0 ? undefined : sa === 1 ? v : mul(v, int(sa)), sb === 0 ? undefined : sb === 1 ? v : mul(v, int(sb))];
     };
     if (d < digits.length - 1) {
       const v = w.fresh('q');
       w.loop(v, 0, size, () => {
-        const [ta, tb] = term(v);
+        const [ta, tb] = term(local(v));
         level(d + 1, [...termsA, ta], [...termsB, tb]);
       });
       return;
     }
-    const step = (p: string): void => {
+    const step = (p: Expr): void => {
       const [ta, tb] = term(p);
-      const av = w.bind(`${a.param}[${w.index(offset(a.origin, [...termsA, ta]))}]`, 'v');
-      const bv = w.bind(`${b.param}[${w.index(offset(b.origin, [...termsB, tb]))}]`, 'v');
-      w.stmt(`${acc} += ${av} * ${bv};`);
+      const av = w.bind(load(a.param, w.index(offset(a.origin, [...termsA, ta]))), 'v');
+      const bv = w.bind(load(b.param, w.index(offset(b.origin, [...termsB, tb]))), 'v');
+      w.stmt({ kind: 'assign', name: acc, op: '+=', value: mul(av, bv) });
     };
     const unroll = Math.min(MATMUL_UNROLL, size);
     const main = Math.floor(size / unroll) * unroll;
     const p = w.fresh('p');
     w.loopBy(p, 0, main, unroll, () => {
-      for (let u = 0; u < unroll; u++) step(u === 0 ? p : `(${p} + ${u})`);
+      for (let u = 0; u < unroll; u++) step(u === 0 ? local(p) : paren(add(local(p), int(u))));
     });
-    for (let r = main; r < size; r++) step(String(r));
+    for (let r = main; r < size; r++) step(int(r));
   };
   level(0, [], []);
-  return acc;
+  return local(acc);
 }
 
 /**

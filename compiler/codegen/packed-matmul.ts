@@ -27,6 +27,8 @@ import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { Node, NodeId } from '../ir/types.ts';
 import { operands, sizeOf } from '../ir/types.ts';
 import { KernelWriter } from './emit.ts';
+import { sum } from './index-arithmetic.ts';
+import { add, binary, call, float, int, isZero, mul, paren, select, thread, type Expr } from './kernel-ir.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 /** Multiply-adds at which 'auto' packs a matmul: below it the extra kernels and the host round trip cost more than they save. */
@@ -122,14 +124,14 @@ function packKernel(plan: KernelPlan, group: KernelGroup, operand: NodeId, side:
   const width = side === 'A' ? 4 : g.panelB;
   const panels = side === 'A' ? g.quads : g.nPad / width;
   const lines = side === 'A' ? g.m : g.n;
-  const [z, p, kk, c] = w.coords('this.thread.x', [g.batch, panels, g.k, width]);
-  const line = w.bind(`${p} * ${width} + ${c}`, 'c');
-  const clamped = lines % width === 0 ? line : w.bind(`Math.min(${line}, ${lines - 1})`, 'c');
+  const [z, p, kk, c] = w.coords(thread('x'), [g.batch, panels, g.k, width]) as [Expr, Expr, Expr, Expr];
+  const line = w.bind(add(mul(p, int(width)), c), 'c');
+  const clamped = lines % width === 0 ? line : w.bind(call('min', line, int(lines - 1)), 'c');
   const [outer, inner] = side === 'A' ? [g.m, g.k] : [g.k, g.n];
-  const at = side === 'A' ? `${clamped} * ${g.k} + ${kk}` : `${kk} * ${g.n} + ${clamped}`;
-  const idx = w.index(z === '0' ? at : `${z} * ${outer * inner} + ${at}`);
+  const at = side === 'A' ? [mul(clamped, int(g.k)), kk] : [mul(kk, int(g.n)), clamped];
+  const idx = w.index(sum(isZero(z) ? at : [mul(z, int(outer * inner)), ...at]));
   const v = w.value(operand, idx);
-  const result = lines % width === 0 ? v : `(${line} < ${lines} ? ${v} : 0.0)`;
+  const result = lines % width === 0 ? v : paren(select(binary('<', line, int(lines)), v, float(0)));
   const out = `${group.name}.pack${side}`;
   return {
     ...kernelSource({

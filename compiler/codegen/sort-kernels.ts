@@ -20,6 +20,24 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import { indexing, KernelWriter } from './emit.ts';
 import { kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
+import { add, binary, call, float, int, isZero, load, local, mul, paren, sub, thread, type Expr, type Stmt } from './kernel-ir.ts';
+
+const lt = (a: Expr, b: Expr): Expr => binary('<', a, b);
+/** `a < b || (a === b && pa < pb)`: key order, ties broken by position (a total order). */
+const ordered = (a: Expr, b: Expr, pa: Expr, pb: Expr): Expr => binary('||', lt(a, b), paren(binary('&&', binary('===', a, b), lt(pa, pb))));
+const assign = (name: string, value: Expr, op: '=' | '+=' = '='): Stmt => ({ kind: 'assign', name, op, value });
+const [lo, hi, mid] = [local('lo'), local('hi'), local('mid')];
+/** `let mid = Math.floor((lo + hi) / 2);`, then `lo = mid + 1` where `below` holds, else `hi = mid`. */
+function bisect(w: KernelWriter, below: () => Expr): void {
+  w.ifBlock(lt(lo, hi), () => {
+    w.stmt({ kind: 'let', name: 'mid', value: call('floor', binary('/', paren(add(lo, hi)), int(2))) });
+    w.ifBlock(
+      below(),
+      () => w.stmt(assign('lo', add(mid, int(1)))),
+      () => w.stmt(assign('hi', mid)),
+    );
+  });
+}
 
 /** Rows up to this length sort by rank counting (two kernels, O(len²) per row). */
 export const RANK_SORT_MAX_LEN = 32;
@@ -34,7 +52,7 @@ interface SortLayout {
 }
 
 /** The key at a flat index of the `[outer, len, inner]` view, as kernel text. */
-type KeyReader = (w: KernelWriter, flat: string) => string;
+type KeyReader = (w: KernelWriter, flat: Expr) => Expr;
 
 interface KernelBase {
   readonly plan: KernelPlan;
@@ -59,7 +77,7 @@ function source(
   base: KernelBase,
   name: string,
   w: KernelWriter,
-  result: string,
+  result: Expr,
   scratch: readonly BufferKey[],
   output: BufferKey,
   dims: readonly number[],
@@ -77,10 +95,10 @@ function scratchParam(key: BufferKey): string {
 }
 
 /** Row coordinates of `this.thread.x` over `[outer, len, inner]`: position r and the row base (o, 0, i). */
-function rowOf(w: KernelWriter, layout: SortLayout): { r: string; rowBase: string } {
-  const x = 'this.thread.x';
+function rowOf(w: KernelWriter, layout: SortLayout): { r: Expr; rowBase: Expr } {
+  const x = thread('x');
   const { outer, len, inner } = layout;
-  if (len === 1) return { r: '0', rowBase: x };
+  if (len === 1) return { r: int(0), rowBase: x };
   const [o, r, i] = w.coords(x, [outer, len, inner]);
   return { r: r!, rowBase: w.hold(w.flat([o!, i!], [len * inner, 1]), outer * len * inner) };
 }
@@ -101,47 +119,38 @@ function argsortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, ou
     const w = writer(base);
     const { r, rowBase } = rowOf(w, layout);
     // positions within the row are float-typed (below 2^24); made i32 before meeting rowBase
-    const perm = (at: string): string =>
-      prev === undefined ? w.bind(at, 'p') : w.bind(`${scratchParam(prev)}[${w.index(`${rowBase} + ${w.int(at)} * ${inner}`)}]`, 'p');
-    const keyOf = (p: string): string => w.bind(key(w, w.index(`${rowBase} + ${w.int(p)} * ${inner}`)), 'k');
-    const before = (a: string, b: string): string => {
-      const ka = keyOf(a);
-      const kb = keyOf(b);
-      return `${ka} < ${kb} || (${ka} === ${kb} && ${a} < ${b})`;
-    };
-    const blk = w.bind(`Math.floor(${r} / ${2 * width}) * ${2 * width}`, 'blk');
-    const t = w.bind(`${r} - ${blk}`, 't');
-    const lenA = w.bind(`Math.min(${width}, ${len} - ${blk})`, 'la');
-    const lenB = w.bind(`Math.max(0, Math.min(${width}, ${len} - ${blk} - ${width}))`, 'lb');
+    const perm = (at: Expr): Expr =>
+      prev === undefined ? w.bind(at, 'p') : w.bind(load(scratchParam(prev), w.index(add(rowBase, mul(w.int(at), int(inner))))), 'p');
+    const keyOf = (p: Expr): Expr => w.bind(key(w, w.index(add(rowBase, mul(w.int(p), int(inner))))), 'k');
+    const before = (a: Expr, b: Expr): Expr => ordered(keyOf(a), keyOf(b), a, b);
+    const blk = w.bind(mul(call('floor', binary('/', r, int(2 * width))), int(2 * width)), 'blk');
+    const t = w.bind(sub(r, blk), 't');
+    const lenA = w.bind(call('min', int(width), sub(int(len), blk)), 'la');
+    const lenB = w.bind(call('max', int(0), call('min', int(width), sub(sub(int(len), blk), int(width)))), 'lb');
     // lo = how many of the block's first t slots come from run A, by binary search
-    w.stmt(`let lo = Math.max(0, ${t} - ${lenB});`);
-    w.stmt(`let hi = Math.min(${t}, ${lenA});`);
-    w.loop('step', 0, searchSteps(width), () => {
-      w.ifBlock('lo < hi', () => {
-        w.stmt('let mid = Math.floor((lo + hi) / 2);');
-        const a = perm(`${blk} + mid`);
-        const b = perm(w.index(`${blk} + ${width} + ${t} - 1 - mid`));
-        w.stmt(`if (${before(a, b)}) {`);
-        w.stmt('  lo = mid + 1;');
-        w.stmt('} else {');
-        w.stmt('  hi = mid;');
-        w.stmt('}');
-      });
-    });
-    const fromB = w.bind(`${t} - lo`, 'j');
+    w.stmt({ kind: 'let', name: 'lo', value: call('max', int(0), sub(t, lenB)) });
+    w.stmt({ kind: 'let', name: 'hi', value: call('min', t, lenA) });
+    w.loop('step', 0, searchSteps(width), () =>
+      bisect(w, () => {
+        const a = perm(add(blk, mid));
+        const b = perm(w.index(sub(sub(add(add(blk, int(width)), t), int(1)), mid)));
+        return before(a, b);
+      }),
+    );
+    const fromB = w.bind(sub(t, lo), 'j');
     // both heads are read clamped into the row; the branch below only uses a head that exists
-    const pa = perm(w.index(`Math.min(${blk} + lo, ${len - 1})`));
-    const pb = perm(w.index(`Math.min(${blk} + ${width} + ${fromB}, ${len - 1})`));
+    const pa = perm(w.index(call('min', add(blk, lo), int(len - 1))));
+    const pb = perm(w.index(call('min', add(add(blk, int(width)), fromB), int(len - 1))));
     const aFirst = before(pa, pb);
-    w.stmt(`let res = ${pb};`);
-    w.ifBlock(`lo < ${lenA}`, () => {
-      w.stmt(`if (${fromB} >= ${lenB}) {`);
-      w.stmt(`  res = ${pa};`);
-      w.stmt(`} else if (${aFirst}) {`);
-      w.stmt(`  res = ${pa};`);
-      w.stmt('}');
-    });
-    kernels.push(source(base, `${prefix}.pass${pass}`, w, 'res', prev === undefined ? [] : [prev], out, [size]));
+    w.stmt({ kind: 'let', name: 'res', value: pb });
+    w.ifBlock(lt(lo, lenA), () =>
+      w.ifBlock(
+        binary('>=', fromB, lenB),
+        () => w.stmt(assign('res', pa)),
+        () => w.ifBlock(aFirst, () => w.stmt(assign('res', pa))),
+      ),
+    );
+    kernels.push(source(base, `${prefix}.pass${pass}`, w, local('res'), prev === undefined ? [] : [prev], out, [size]));
     prev = out;
   }
   return kernels;
@@ -154,24 +163,22 @@ function rankSortKernels(base: KernelBase, layout: SortLayout, key: KeyReader, o
   const rankKey = `${base.group.name}.rank`;
   const rw = writer(base);
   const { r: self, rowBase } = rowOf(rw, layout);
-  const mine = rw.bind(key(rw, 'this.thread.x'), 'k');
-  rw.stmt('let count = 0.0;');
+  const mine = rw.bind(key(rw, thread('x')), 'k');
+  const q = local('q');
+  rw.stmt({ kind: 'let', name: 'count', value: float(0) });
   rw.loop('q', 0, len, () => {
-    const other = rw.bind(key(rw, rw.index(`${rowBase} + ${rw.iv('q')} * ${inner}`)), 'k');
-    rw.stmt(`if (${other} < ${mine} || (${other} === ${mine} && q < ${self})) {`);
-    rw.stmt('  count += 1.0;');
-    rw.stmt('}');
+    const other = rw.bind(key(rw, rw.index(add(rowBase, mul(rw.iv(q), int(inner))))), 'k');
+    rw.ifBlock(ordered(other, mine, q, self), () => rw.stmt(assign('count', float(1), '+=')));
   });
   const sw = writer(base, new Map());
   const { r: slot, rowBase: sBase } = rowOf(sw, layout);
-  sw.stmt('let found = 0.0;');
+  sw.stmt({ kind: 'let', name: 'found', value: float(0) });
   sw.loop('q', 0, len, () => {
-    sw.stmt(`if (${scratchParam(rankKey)}[${sw.index(`${sBase} + ${sw.iv('q')} * ${inner}`)}] === ${slot}) {`);
-    sw.stmt('  found = q;');
-    sw.stmt('}');
+    const rank = load(scratchParam(rankKey), sw.index(add(sBase, mul(sw.iv(q), int(inner)))));
+    sw.ifBlock(binary('===', rank, slot), () => sw.stmt(assign('found', q)));
   });
   const noGraph: KernelBase = { ...base, params: new Map() };
-  return [source(base, rankKey, rw, 'count', [], rankKey, [size]), source(noGraph, `${base.group.name}.select`, sw, 'found', [rankKey], output, [size])];
+  return [source(base, rankKey, rw, local('count'), [], rankKey, [size]), source(noGraph, `${base.group.name}.select`, sw, local('found'), [rankKey], output, [size])];
 }
 
 export function argsortGroupKernels(plan: KernelPlan, group: KernelGroup, wide: number): KernelSource[] {
@@ -195,7 +202,7 @@ interface IndexSource {
   readonly layout: SortLayout;
   readonly key: KeyReader;
   /** The key view's row o' (its outer index) holding the index of output row (outer coords). */
-  keyRow(w: KernelWriter, outerCoords: readonly string[]): string;
+  keyRow(w: KernelWriter, outerCoords: readonly Expr[]): Expr;
 }
 
 function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): IndexSource {
@@ -216,7 +223,7 @@ function indexSource(plan: KernelPlan, root: Node & { op: 'scatterAdd' }): Index
       return {
         layout: { outer: sizeOf(srcOuter), len: lenIn, inner: 1 },
         key: (w, flat) => w.value(src.id, flat),
-        keyRow: (w, oc) => w.flat(oc.map((c, a) => (srcOuter[a] === 1 ? '0' : c)), strides),
+        keyRow: (w, oc) => w.flat(oc.map((c, a) => (srcOuter[a] === 1 ? int(0) : c)), strides),
       };
     }
   }
@@ -251,57 +258,51 @@ export function sortedScatterKernels(plan: KernelPlan, group: KernelGroup, grid:
   // starts[o', j, i'] = how many keys of row (o', i') are below j, for j = 0 … lenOut
   const kl = src.layout;
   const sw = writer(base);
-  const x = 'this.thread.x';
-  const [ko, j, ki] = sw.coords(x, [kl.outer, lenOut + 1, kl.inner]) as [string, string, string];
+  const x = thread('x');
+  const [ko, j, ki] = sw.coords(x, [kl.outer, lenOut + 1, kl.inner]) as [Expr, Expr, Expr];
   const kBase = sw.hold(sw.flat([ko, ki], [kl.len * kl.inner, 1]), kl.outer * kl.len * kl.inner);
-  sw.stmt('let lo = 0.0;');
-  sw.stmt(`let hi = ${kl.len}.0;`);
-  sw.loop('step', 0, searchSteps(kl.len), () => {
-    sw.ifBlock('lo < hi', () => {
-      sw.stmt('let mid = Math.floor((lo + hi) / 2);');
-      const p = sw.bind(`${scratchParam(order)}[${sw.index(`${kBase} + ${sw.int('mid')} * ${kl.inner}`)}]`, 'p');
-      const k = sw.bind(src.key(sw, sw.index(`${kBase} + ${sw.int(p)} * ${kl.inner}`)), 'k');
-      sw.stmt(`if (${k} < ${j}) {`);
-      sw.stmt('  lo = mid + 1;');
-      sw.stmt('} else {');
-      sw.stmt('  hi = mid;');
-      sw.stmt('}');
-    });
-  });
-  kernels.push(source(base, starts, sw, 'lo', [order], starts, [kl.outer * (lenOut + 1) * kl.inner]));
+  sw.stmt({ kind: 'let', name: 'lo', value: float(0) });
+  sw.stmt({ kind: 'let', name: 'hi', value: float(kl.len) });
+  sw.loop('step', 0, searchSteps(kl.len), () =>
+    bisect(sw, () => {
+      const p = sw.bind(load(scratchParam(order), sw.index(add(kBase, mul(sw.int(mid), int(kl.inner))))), 'p');
+      const k = sw.bind(src.key(sw, sw.index(add(kBase, mul(sw.int(p), int(kl.inner))))), 'k');
+      return lt(k, j);
+    }),
+  );
+  kernels.push(source(base, starts, sw, lo, [order], starts, [kl.outer * (lenOut + 1) * kl.inner]));
 
   // out[o, j, i] = Σ updates[o, order[s], i] for s in [starts[j], starts[j + 1])
   const aw = writer(base);
   const gridded = grid && inner % 4 === 0 && inner > 1;
-  let o: string;
-  let jj: string;
-  let i: string;
+  let o: Expr;
+  let jj: Expr;
+  let i: Expr;
   if (gridded) {
-    o = outer > 1 ? aw.div('this.thread.y', lenOut) : '0';
-    jj = lenOut === 1 ? '0' : outer > 1 ? aw.mod('this.thread.y', lenOut) : 'this.thread.y';
-    i = 'this.thread.x';
+    o = outer > 1 ? aw.div(thread('y'), lenOut) : int(0);
+    jj = lenOut === 1 ? int(0) : outer > 1 ? aw.mod(thread('y'), lenOut) : thread('y');
+    i = thread('x');
   } else {
-    [o, jj, i] = aw.coords(x, [outer, lenOut, inner]) as [string, string, string];
+    [o, jj, i] = aw.coords(x, [outer, lenOut, inner]) as [Expr, Expr, Expr];
   }
-  const oc = outer > 1 ? aw.coords(o, outerShape) : outerShape.map(() => '0');
+  const oc = outer > 1 ? aw.coords(o, outerShape) : outerShape.map(() => int(0));
   // the key view's row (o', ·, i'): its sorted order at [o', ·, i'], its segment starts at [o', j, i']
   const oK = src.keyRow(aw, oc);
-  const iK = kl.inner === 1 ? '0' : i;
+  const iK = kl.inner === 1 ? int(0) : i;
   const row = aw.hold(aw.flat([oK, iK], [kl.len * kl.inner, 1]), kl.outer * kl.len * kl.inner);
   const sIdx = aw.index(aw.flat([oK, jj, iK], [(lenOut + 1) * kl.inner, kl.inner, 1]));
-  const first = aw.int(aw.bind(`${scratchParam(starts)}[${sIdx}]`, 'first'));
-  const end = aw.int(aw.bind(`${scratchParam(starts)}[${aw.index(`${sIdx} + ${kl.inner}`)}]`, 'end'));
-  aw.stmt('let acc = 0.0;');
+  const first = aw.int(aw.bind(load(scratchParam(starts), sIdx), 'first'));
+  const end = aw.int(aw.bind(load(scratchParam(starts), aw.index(add(sIdx, int(kl.inner)))), 'end'));
+  aw.stmt({ kind: 'let', name: 'acc', value: float(0) });
   const updBase = aw.hold(aw.flat([o, i], [lenIn * inner, 1]), outer * lenIn * inner);
+  const s = local('s');
   aw.loop('s', 0, lenIn, () => {
-    aw.stmt(`if (${first} + s >= ${end}) {`);
-    aw.stmt('  break;');
-    aw.stmt('}');
-    const q = aw.int(aw.bind(`${scratchParam(order)}[${aw.index(`${row} + (${first} + ${aw.iv('s')}) * ${kl.inner}`)}]`, 'q'));
-    const at = aw.index(updBase === '0' ? `${q} * ${inner}` : `${updBase} + ${q} * ${inner}`);
-    aw.stmt(`acc += ${aw.value(root.updates, at)};`);
+    aw.ifBlock(binary('>=', add(first, s), end), () => aw.stmt({ kind: 'break' }));
+    const q = aw.int(aw.bind(load(scratchParam(order), aw.index(add(row, mul(paren(add(first, aw.iv(s))), int(kl.inner))))), 'q'));
+    const at = aw.index(isZero(updBase) ? mul(q, int(inner)) : add(updBase, mul(q, int(inner))));
+    aw.stmt(assign('acc', aw.value(root.updates, at), '+='));
   });
   const dims = gridded ? [inner, outer * lenOut] : [outer * lenOut * inner];
-  kernels.push(source(base, group.name, aw, 'acc', [order, starts], nodeKey(group.root), dims));
+  kernels.push(source(base, group.name, aw, local('acc'), [order, starts], nodeKey(group.root), dims));
   return kernels;
 }

@@ -1,14 +1,16 @@
 /**
- * The statement layer of a kernel: its body, named temporaries (`bind`, memoised per scope, so a
- * value used twice in a kernel is computed once), scoped blocks and loops, the scalar arguments
- * after the buffers, and the function text they make.
+ * The statement layer of a kernel: its body as kernel IR (kernel-ir.ts), named temporaries
+ * (`bind`, memoised per scope, so a value used twice in a kernel is computed once), scoped blocks
+ * and loops, the scalar arguments after the buffers, and the function text they make.
  */
+import { local, printKernel, type Expr, type Stmt } from './kernel-ir.ts';
 
 export class StatementWriter {
-  private readonly lines: string[] = [];
-  protected memo = new Map<string, string>();
+  private readonly body: Stmt[] = [];
+  /** The statement list being written: the body, or the inside of the innermost open block. */
+  private current: Stmt[] = this.body;
+  protected memo = new Map<string, Expr>();
   private counter = 0;
-  private depth = 1;
   /** The largest constant loop bound written, for gpu.js's loopMaxIterations. */
   loopMax = 0;
   /** Values of the scalar arguments the source reads (`o0`, `o1`, …, after the buffers), in order. */
@@ -19,67 +21,74 @@ export class StatementWriter {
     return `${prefix}${this.counter++}`;
   }
 
-  stmt(line: string): void {
-    this.lines.push('  '.repeat(this.depth) + line);
+  stmt(s: Stmt): void {
+    this.current.push(s);
   }
 
-  /** Binds `expr` to a new variable (memoised under `key` when given) and returns its name. */
-  bind(expr: string, prefix = 't', key?: string): string {
+  /** `let name = value;` for a fresh name, which it returns. */
+  declare(prefix: string, value: Expr): string {
+    const name = this.fresh(prefix);
+    this.stmt({ kind: 'let', name, value });
+    return name;
+  }
+
+  /**
+   * Binds `expr` to a new local (memoised under `key` when given) and returns it; a local or a
+   * literal is returned as it is.
+   */
+  bind(expr: Expr, prefix = 't', key?: string): Expr {
     if (key !== undefined) {
       const hit = this.memo.get(key);
       if (hit !== undefined) return hit;
     }
-    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(expr) || /^\(?-?[0-9.e]+\)?$/.test(expr)) {
-      if (key !== undefined) this.memo.set(key, expr);
-      return expr;
-    }
-    const name = this.fresh(prefix);
-    this.stmt(`let ${name} = ${expr};`);
-    if (key !== undefined) this.memo.set(key, name);
-    return name;
+    const atom = expr.kind === 'local' || expr.kind === 'int' || expr.kind === 'float' || (expr.kind === 'paren' && (expr.x.kind === 'int' || expr.x.kind === 'float'));
+    const out = atom ? expr : local(this.declare(prefix, expr));
+    if (key !== undefined) this.memo.set(key, out);
+    return out;
   }
 
-  /** `head { body }`; temporaries made inside stay inside. */
-  private block(head: string, body: () => void): void {
-    this.stmt(`${head} {`);
-    const saved = new Map(this.memo);
-    this.depth++;
+  /** The statements `body` writes, in a scope of their own: temporaries made inside stay inside. */
+  private scoped(body: () => void): Stmt[] {
+    const outer = { current: this.current, memo: this.memo };
+    const inner: Stmt[] = [];
+    this.current = inner;
+    this.memo = new Map(this.memo);
     body();
-    this.depth--;
-    this.memo = saved;
-    this.stmt('}');
+    this.current = outer.current;
+    this.memo = outer.memo;
+    return inner;
   }
 
   /** `for (let v = from; v < to; v++) { body }`; temporaries made inside stay inside. */
   loop(v: string, from: number, to: number, body: () => void): void {
     this.loopMax = Math.max(this.loopMax, to);
-    this.block(`for (let ${v} = ${from}; ${v} < ${to}; ${v}++)`, body);
-  }
-
-  /** `if (cond) { body }`; temporaries made inside stay inside. */
-  ifBlock(cond: string, body: () => void): void {
-    this.block(`if (${cond})`, body);
+    this.stmt({ kind: 'for', v, from, to, body: this.scoped(body) });
   }
 
   /** `for (let v = from; v < to; v += step) { body }`, scoped like `loop`. */
   loopBy(v: string, from: number, to: number, step: number, body: () => void): void {
     this.loopMax = Math.max(this.loopMax, to);
-    this.block(`for (let ${v} = ${from}; ${v} < ${to}; ${v} += ${step})`, body);
+    this.stmt({ kind: 'for', v, from, to, step, body: this.scoped(body) });
   }
 
-  /** The scalar argument named by `key`, added with `value` on first use; returns its name and whether it is new. */
-  protected scalar(key: string, value: number): { name: string; added: boolean } {
+  /** `if (cond) { then } else { otherwise }`, each branch scoped like `loop`. */
+  ifBlock(cond: Expr, then: () => void, otherwise?: () => void): void {
+    const thenBody = this.scoped(then);
+    this.stmt(otherwise === undefined ? { kind: 'if', cond, then: thenBody } : { kind: 'if', cond, then: thenBody, else: this.scoped(otherwise) });
+  }
+
+  /** The scalar argument named by `key`, added with `value` on first use; returns it and whether it is new. */
+  protected scalar(key: string, value: number): { arg: Expr; added: boolean } {
     const known = this.scalarNames.get(key);
-    if (known !== undefined) return { name: known, added: false };
+    if (known !== undefined) return { arg: local(known), added: false };
     const name = `o${this.scalars.length}`;
     this.scalars.push(value);
     this.scalarNames.set(key, name);
-    return { name, added: true };
+    return { arg: local(name), added: true };
   }
 
   /** The kernel function text: `function (b0, b3, o0) { ...; return v; }`, buffers then scalars. */
-  finish(paramNames: readonly string[], result: string): string {
-    const names = [...paramNames, ...this.scalars.map((_, i) => `o${i}`)];
-    return [`function (${names.join(', ')}) {`, ...this.lines, `  return ${result};`, '}'].join('\n');
+  finish(paramNames: readonly string[], result: Expr): string {
+    return printKernel({ params: [...paramNames, ...this.scalars.map((_, i) => `o${i}`)], body: this.body, result });
   }
 }
