@@ -112,9 +112,9 @@ export async function generate(
       windowAt = start;
     }
     // decode every position of the window not yet decoded, up to the one predicting tokens.length
-    let logits: ArrayLike<number> | undefined;
-    while (decoder.position <= tokens.length - start) logits = await decoder.step(inputAt(tokens, start, decoder.position));
-    return logits!;
+    const positions = Array.from({ length: tokens.length - start + 1 - decoder.position }, (_, k) => decoder.position + k);
+    const logits = await decoder.decode(positions.map((p) => inputAt(tokens, start, p)));
+    return logits[logits.length - 1]!;
   };
   return sampleWith(next, config.seqLen, prompt, options);
 }

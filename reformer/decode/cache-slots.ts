@@ -5,6 +5,7 @@
  */
 import type { Graph, Tensor } from '../../compiler/ir/graph.ts';
 import type { DType } from '../../compiler/ir/types.ts';
+import * as ops from '../../dsl/ops.ts';
 
 /** One cached tensor of one layer: `[1, h, L, d]` keys or values, or `[1, h, nHashes, L]` buckets. */
 export interface CacheSlot {
@@ -14,13 +15,14 @@ export interface CacheSlot {
   readonly dtype: DType;
   /** The axis positions run along (2 for keys/values, 3 for buckets). */
   readonly positionAxis: number;
-  /** Graph output: this step's rows, the cache shape with the position axis of size 1. */
+  /** Graph output: the run's rows, the cache shape with the position axis of the run's width. */
   readonly row: Tensor;
 }
 
 /**
- * Collects the cache slots of a step graph while it is traced, in layer order, and owns the
- * graph's `position` input (the step's position in the window, an i32 scalar).
+ * Collects the cache slots of a step graph while it is traced, in layer order. A step graph
+ * decodes `width` consecutive positions in one run, from the graph's `position` input (an i32
+ * scalar, the run's first position) on.
  */
 export class StepCollector {
   readonly slots: CacheSlot[] = [];
@@ -31,10 +33,19 @@ export class StepCollector {
     readonly graph: Graph,
     /** The window length L: caches hold L positions. */
     readonly seqLen: number,
+    /** Positions per run. */
+    readonly width = 1,
   ) {}
 
+  /** The run's first position. */
   get position(): Tensor {
     return (this.positionInput ??= this.graph.input('position', [], 'i32', 'data'));
+  }
+
+  /** The run's positions along `axis` of a tensor of rank `rank` (size 1 elsewhere). */
+  positions(rank: number, axis: number): Tensor {
+    const shape = Array.from({ length: rank }, (_, i) => (i === axis ? this.width : 1));
+    return ops.add(ops.iota(this.graph, shape, axis), this.position);
   }
 
   /** A fresh layer index, naming that layer's cache inputs `cache.<i>.<what>`. */
@@ -43,14 +54,14 @@ export class StepCollector {
   }
 
   /**
-   * The cache input of layer `layer` named `what` (the shape of `row`, with the position axis of
-   * length L), holding the rows of the positions before the step's; `row`, this step's, becomes a
-   * graph output that the host writes into the cache at the step's position.
+   * The cache input of layer `layer` named `what` (the shape of `rows`, with the position axis of
+   * length L), holding the rows of the positions before the run's; `rows`, the run's (`width`
+   * along the position axis), become a graph output that the host writes into the cache.
    */
-  cached(layer: number, what: string, row: Tensor, positionAxis: number): Tensor {
-    const shape = row.shape.map((d, i) => (i === positionAxis ? this.seqLen : d));
+  cached(layer: number, what: string, rows: Tensor, positionAxis: number): Tensor {
+    const shape = rows.shape.map((d, i) => (i === positionAxis ? this.seqLen : d));
     const name = `cache.${layer}.${what}`;
-    this.slots.push({ input: name, shape, dtype: row.dtype, positionAxis, row });
-    return this.graph.input(name, shape, row.dtype, 'data');
+    this.slots.push({ input: name, shape, dtype: rows.dtype, positionAxis, row: rows });
+    return this.graph.input(name, shape, rows.dtype, 'data');
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Attention layers for one decode step: the input is the new position's `[1, 1, d_model]`, and the
- * keys and values of the earlier positions come from the layer's cache (`StepCollector.extend`).
+ * Attention layers for a decode run of T consecutive positions (one step, or a block): the input
+ * is their `[1, T, d_model]`, and the keys and values of the earlier positions come from the
+ * layer's cache (`StepCollector.cached`).
  * Parameters are those of the whole-window layers (`reformer/attention/layers.ts`), so a step model
  * reads the trained weights under the same names.
  *
@@ -12,7 +13,7 @@
 import type { Tensor } from '../../compiler/ir/graph.ts';
 import * as ops from '../../dsl/ops.ts';
 import { tensorField, type ApplyContext, type Layer, type Params, type SymbolicParams } from '../../dsl/layer.ts';
-import { MASK_FORBIDDEN, MASK_SELF, normalizeKeys, penalise } from '../attention/chunks.ts';
+import { MASK_FORBIDDEN, MASK_SELF, normalizeKeys, penalise, softmaxWithLse } from '../attention/chunks.ts';
 import { drawRotations, hashBuckets, type BucketSpec } from '../attention/hashing.ts';
 import type { StepCollector } from './cache-slots.ts';
 
@@ -21,39 +22,45 @@ export interface StepHeads {
   readonly dHead: number;
 }
 
-/** `[1, 1, d_model] · W` split into heads: `[1, h, 1, d]`. */
+/** `[1, T, d_model] · W` split into heads: `[1, h, T, d]`. */
 function project(params: SymbolicParams, name: string, layer: string, x: Tensor, o: StepHeads): Tensor {
   const w = tensorField(params, name, layer);
-  const y = ops.reshape(ops.matmul(ops.reshape(x, [1, x.shape[2]!]), w), [1, 1, o.nHeads, o.dHead]);
+  const [, T, dModel] = x.shape as [number, number, number];
+  const y = ops.reshape(ops.matmul(ops.reshape(x, [T, dModel]), w), [1, T, o.nHeads, o.dHead]);
   return ops.transpose(y, [0, 2, 1, 3]);
 }
 
-/** Heads `[1, h, 1, d]` back to `[1, 1, d_model]` through `wo`. */
+/** Heads `[1, h, T, d]` back to `[1, T, d_model]` through `wo`. */
 function merge(params: SymbolicParams, layer: string, heads: Tensor): Tensor {
   const wo = tensorField(params, 'wo', layer);
-  const [, h, , d] = heads.shape as [number, number, number, number];
-  return ops.reshape(ops.matmul(ops.reshape(ops.transpose(heads, [0, 2, 1, 3]), [1, h * d]), wo), [1, 1, wo.shape[1]!]);
+  const [, h, T, d] = heads.shape as [number, number, number, number];
+  return ops.reshape(ops.matmul(ops.reshape(ops.transpose(heads, [0, 2, 1, 3]), [T, h * d]), wo), [1, T, wo.shape[1]!]);
 }
 
-/** Key positions `[1, 1, 1, L]` of the cache. */
-const keyPositions = (c: StepCollector) => ops.iota(c.graph, [1, 1, 1, c.seqLen], 3);
+/** Positions of the cached keys, `[1, 1, 1, L]`. */
+const cachePositions = (c: StepCollector) => ops.iota(c.graph, [1, 1, 1, c.seqLen], 3);
 
-/** `q [1,h,1,d]` against keys `[1,h,n,d]`: logits `[1,h,1,n]`. */
+/** `q [1,h,T,d]` against keys `[1,h,n,d]`: logits `[1,h,T,n]`. */
 const scores = (q: Tensor, keys: Tensor) => ops.matmul(q, ops.transpose(keys, [0, 1, 3, 2]));
 
 /**
- * Softmax attention over the cached positions (`cacheLogits [1,h,R,L]`, masked, so that only
- * positions before the step's count) and the step's own key (`selfLogit [1,h,R,1]`), for R rows
- * (LSH rounds). Summed in the order of the whole-window softmax: cached positions, then the step's
- * own, the masked rest adding exact zeros, so full and local attention match the window's row bit
- * for bit in float64. No `[L, d]` tensor is built: the cache is read in place.
+ * Softmax attention of R query rows over the cached positions (`cacheLogits [1,h,R,L]`) and the
+ * run's own positions (`runLogits [1,h,R,T]`), both already masked (cached positions from the
+ * run's first on are closed). The sums run over the cached positions, then the run's, the closed
+ * ones adding exact zeros: the order of the whole-window softmax, so full and local attention match
+ * the window's rows bit for bit in float64. One position (T = 1) reads the cache in place; a run of
+ * several joins the cache and the run's rows.
  */
-function attendCacheAndSelf(cacheLogits: Tensor, selfLogit: Tensor, values: Tensor, value: Tensor): { out: Tensor; lse: Tensor } {
-  const m = ops.stopGradient(ops.maximum(ops.max(cacheLogits, -1, true), selfLogit));
+function attendCacheAndRun(cacheLogits: Tensor, runLogits: Tensor, values: Tensor, runValues: Tensor): { out: Tensor; lse: Tensor } {
+  if (runLogits.shape[3] !== 1) {
+    const soft = softmaxWithLse(ops.concat([cacheLogits, runLogits], 3));
+    return { out: ops.matmul(soft.p, ops.concat([values, runValues], 2)), lse: soft.lse };
+  }
+  const m = ops.stopGradient(ops.maximum(ops.max(cacheLogits, -1, true), runLogits));
   const eCache = ops.exp(ops.sub(cacheLogits, m));
-  const eSelf = ops.exp(ops.sub(selfLogit, m));
+  const eSelf = ops.exp(ops.sub(runLogits, m));
   const s = ops.add(ops.sum(eCache, -1, true), eSelf);
-  const out = ops.add(ops.matmul(ops.div(eCache, s), values), ops.mul(ops.div(eSelf, s), value));
+  const out = ops.add(ops.matmul(ops.div(eCache, s), values), ops.mul(ops.div(eSelf, s), runValues));
   return { out, lse: ops.add(ops.log(s), m) };
 }
 
@@ -74,7 +81,7 @@ export interface FullStepOptions extends StepHeads {
   readonly sharedQK: boolean;
 }
 
-/** One causal step of `FullAttention`: attends to every cached position and to itself. */
+/** Causal `FullAttention` for a run of positions: every cached position, and the run's up to itself. */
 export function FullAttentionStep(options: FullStepOptions, collector: StepCollector): Layer {
   const name = 'FullAttention';
   const index = collector.nextLayer();
@@ -85,9 +92,12 @@ export function FullAttentionStep(options: FullStepOptions, collector: StepColle
     const value = project(params, 'wv', name, x, options);
     const keys = collector.cached(index, 'keys', key, 2);
     const values = collector.cached(index, 'values', value, 2);
-    const cacheLogits = penalise(scores(q, keys), ops.ge(keyPositions(collector), collector.position), MASK_FORBIDDEN);
-    const selfLogit = shared ? ops.sub(scores(q, key), MASK_SELF) : scores(q, key);
-    return merge(params, name, attendCacheAndSelf(cacheLogits, selfLogit, values, value).out);
+    const qPos = collector.positions(4, 2);
+    const runPos = collector.positions(4, 3);
+    const cacheLogits = penalise(scores(q, keys), ops.ge(cachePositions(collector), collector.position), MASK_FORBIDDEN);
+    let runLogits = penalise(scores(q, key), ops.gt(runPos, qPos), MASK_FORBIDDEN);
+    if (shared) runLogits = penalise(runLogits, ops.eq(runPos, qPos), MASK_SELF);
+    return merge(params, name, attendCacheAndRun(cacheLogits, runLogits, values, value).out);
   });
 }
 
@@ -96,7 +106,7 @@ export interface LocalStepOptions extends StepHeads {
   readonly nChunksBefore: number;
 }
 
-/** One causal step of `LocalAttention`: its chunk up to itself, and the `nChunksBefore` chunks before it. */
+/** Causal `LocalAttention` for a run of positions: each one's chunk up to itself, and the `nChunksBefore` chunks before it. */
 export function LocalAttentionStep(options: LocalStepOptions, collector: StepCollector): Layer {
   const name = 'LocalAttention';
   const index = collector.nextLayer();
@@ -106,12 +116,13 @@ export function LocalAttentionStep(options: LocalStepOptions, collector: StepCol
     const value = project(params, 'wv', name, x, options);
     const keys = collector.cached(index, 'keys', key, 2);
     const values = collector.cached(index, 'values', value, 2);
-    const j = keyPositions(collector);
-    const t = collector.position;
-    const first = ops.sub(ops.sub(t, ops.mod(t, options.chunkLen)), options.chunkLen * options.nChunksBefore);
-    const blocked = ops.maximum(ops.lt(j, first), ops.ge(j, t));
-    const cacheLogits = penalise(scores(q, keys), blocked, MASK_FORBIDDEN);
-    return merge(params, name, attendCacheAndSelf(cacheLogits, scores(q, key), values, value).out);
+    const qPos = collector.positions(4, 2);
+    const runPos = collector.positions(4, 3);
+    const j = cachePositions(collector);
+    const first = ops.sub(ops.sub(qPos, ops.mod(qPos, options.chunkLen)), options.chunkLen * options.nChunksBefore);
+    const cacheLogits = penalise(scores(q, keys), ops.maximum(ops.lt(j, first), ops.ge(j, collector.position)), MASK_FORBIDDEN);
+    const runLogits = penalise(scores(q, key), ops.maximum(ops.lt(runPos, first), ops.gt(runPos, qPos)), MASK_FORBIDDEN);
+    return merge(params, name, attendCacheAndRun(cacheLogits, runLogits, values, value).out);
   });
 }
 
@@ -123,10 +134,10 @@ export interface LshStepOptions extends StepHeads {
 }
 
 /**
- * One causal step of `LSHSelfAttention` with a bucket-indexed cache: the new position is hashed
- * with the window layer's rotations (same seed and salt), and in each round attends to the cached
- * positions of its bucket, the last `chunkLen − 1` positions, and itself (at −1e5); rounds combine
- * by their log-normalisers. Keys are cached normalised, with their buckets.
+ * Causal `LSHSelfAttention` for a run of positions, with a bucket-indexed cache: each position is
+ * hashed with the window layer's rotations (same seed and salt), and in each round attends to the
+ * earlier positions of its bucket, the last `chunkLen − 1` positions, and itself (at −1e5); rounds
+ * combine by their log-normalisers. Keys are cached normalised, with their buckets.
  */
 export function LSHSelfAttentionStep(options: LshStepOptions, collector: StepCollector): Layer {
   const name = 'LSHSelfAttention';
@@ -134,22 +145,34 @@ export function LSHSelfAttentionStep(options: LshStepOptions, collector: StepCol
   const H = options.nHashes;
   return stepLayer(name, (params, x, ctx) => {
     const qk = project(params, 'wqk', name, x, options);
+    const [, h, T, d] = qk.shape as [number, number, number, number];
+    const L = collector.seqLen;
     const rotations = drawRotations(qk, ctx.seed(), ctx.salt('rotations'), H, options.bucketFactors);
-    const bucket = hashBuckets(qk, rotations, H, options.bucketFactors); // [1,h,H,1]
+    const bucket = hashBuckets(qk, rotations, H, options.bucketFactors); // [1,h,H,T]
     const key = normalizeKeys(qk);
     const value = project(params, 'wv', name, x, options);
     const keys = collector.cached(index, 'keys', key, 2);
     const values = collector.cached(index, 'values', value, 2);
     const buckets = collector.cached(index, 'buckets', bucket, 3); // [1,h,H,L]
-    const j = keyPositions(collector);
-    const t = collector.position;
-    const rows = buckets.shape as [number, number, number, number];
-    const recent = ops.broadcastTo(ops.gt(j, ops.sub(t, options.chunkLen)), rows);
-    const seen = ops.maximum(ops.eq(buckets, ops.broadcastTo(bucket, rows)), recent);
-    const blocked = ops.maximum(ops.sub(1, seen), ops.broadcastTo(ops.ge(j, t), rows));
-    const cacheLogits = penalise(ops.broadcastTo(scores(qk, keys), rows), blocked, MASK_FORBIDDEN);
-    const selfLogit = ops.broadcastTo(ops.sub(scores(qk, key), MASK_SELF), [1, rows[1], H, 1]);
-    const { out, lse } = attendCacheAndSelf(cacheLogits, selfLogit, values, value); // [1,h,H,dV], [1,h,H,1]
-    return merge(params, name, H === 1 ? out : ops.sum(ops.mul(ops.softmax(lse, 2), out), 2, true));
+    // masks over [1, h, H, T (queries), n (keys)]
+    const qPos = collector.positions(5, 3);
+    const queryBucket = ops.reshape(bucket, [1, h, H, T, 1]);
+    const closed = (keyBuckets: Tensor, keyPos: Tensor, later: Tensor) => {
+      const shape = [1, h, H, T, keyPos.shape[4]!];
+      const same = ops.eq(ops.broadcastTo(keyBuckets, shape), ops.broadcastTo(queryBucket, shape));
+      const open = ops.maximum(same, ops.broadcastTo(ops.gt(keyPos, ops.sub(qPos, options.chunkLen)), shape));
+      return ops.maximum(ops.sub(1, open), ops.broadcastTo(later, shape));
+    };
+    const byRound = (logits: Tensor) => ops.broadcastTo(ops.reshape(logits, [1, h, 1, T, logits.shape[3]!]), [1, h, H, T, logits.shape[3]!]);
+    const rows = (t: Tensor) => ops.reshape(t, [1, h, H * T, t.shape[4]!]);
+    const j = ops.iota(collector.graph, [1, 1, 1, 1, L], 4);
+    const runPos = collector.positions(5, 4);
+    const cacheLogits = penalise(byRound(scores(qk, keys)), closed(ops.reshape(buckets, [1, h, H, 1, L]), j, ops.ge(j, collector.position)), MASK_FORBIDDEN);
+    const runClosed = closed(ops.reshape(bucket, [1, h, H, 1, T]), runPos, ops.gt(runPos, qPos));
+    const runLogits = penalise(penalise(byRound(scores(qk, key)), runClosed, MASK_FORBIDDEN), ops.eq(runPos, qPos), MASK_SELF);
+    const { out, lse } = attendCacheAndRun(rows(cacheLogits), rows(runLogits), values, value); // [1,h,H·T,d], [1,h,H·T,1]
+    if (H === 1) return merge(params, name, out);
+    const perRound = ops.reshape(out, [1, h, H, T, d]);
+    return merge(params, name, ops.sum(ops.mul(ops.softmax(ops.reshape(lse, [1, h, H, T, 1]), 2), perRound), 2));
   });
 }

@@ -1,13 +1,14 @@
 /**
- * The one-position form of a language model built by `buildModel`: the same layer tree, with
- * every layer that looks along the sequence replaced by its decode-step form. Position-wise layers
- * (embedding, LayerNorm, dense, feed-forward, dropout in eval mode, the reversible and residual
- * combinators) are the model's own layer objects, applied to `[1, 1, d_model]`; the tree keeps its
- * shape, so parameters keep their paths and layers their scopes (and so their random salts).
+ * The decode form of a language model built by `buildModel`, for runs of consecutive positions:
+ * the same layer tree, with every layer that looks along the sequence replaced by its decode form.
+ * Position-wise layers (embedding, LayerNorm, dense, feed-forward, dropout in eval mode, the
+ * reversible and residual combinators) are the model's own layer objects, applied to the run's
+ * `[1, T, d_model]`; the tree keeps its shape, so parameters keep their paths and layers their
+ * scopes (and so their random salts).
  *
- * - `ShiftRight` becomes the identity: the step is fed the token before its position.
- * - `AxialPositionalEmbedding` adds the embedding of the step's position.
- * - `Chunked(ff)` becomes `ff` (one position is one chunk).
+ * - `ShiftRight` becomes the identity: each position is fed the token before it.
+ * - `AxialPositionalEmbedding` adds the embeddings of the run's positions.
+ * - `Chunked(ff)` becomes `ff` (a run is one chunk).
  * - attention layers become the step layers of `step-attention.ts`, reading and extending caches.
  */
 import * as ops from '../../dsl/ops.ts';
@@ -24,7 +25,7 @@ const ATTENTION = new Set(['FullAttention', 'LocalAttention', 'LSHSelfAttention'
 /** The identity in place of `ShiftRight`, under its name (so sibling paths do not move). */
 const shiftedByCaller: Layer = { name: 'ShiftRight', nIn: 1, nOut: 1, init: () => noParams, apply: (_p, [x]) => [x!] };
 
-/** Adds `concat(E1[t div n2], E2[t mod n2])` for the step's position t (the axial table's row t). */
+/** Adds `concat(E1[t div n2], E2[t mod n2])` for each position t of the run (the axial table's rows). */
 function axialAt(collector: StepCollector): Layer {
   const name = 'AxialPositionalEmbedding';
   return {
@@ -36,10 +37,10 @@ function axialAt(collector: StepCollector): Layer {
       const e1 = tensorField(params, 'e1', name);
       const e2 = tensorField(params, 'e2', name);
       const n2 = e2.shape[0]!;
-      const t = ops.reshape(collector.position, [1, 1]);
-      const row = (table: typeof e1, index: typeof t) => ops.gather(table, ops.broadcastTo(index, [1, table.shape[1]!]), 0);
-      const embedding = ops.concat([row(e1, ops.div(t, n2)), row(e2, ops.mod(t, n2))], -1); // [1, d_model]
-      return [ops.add(x!, ops.reshape(embedding, [1, 1, embedding.shape[1]!]))];
+      const t = collector.positions(2, 0); // [T, 1]
+      const rows = (table: typeof e1, index: typeof t) => ops.gather(table, ops.broadcastTo(index, [collector.width, table.shape[1]!]), 0);
+      const embedding = ops.concat([rows(e1, ops.div(t, n2)), rows(e2, ops.mod(t, n2))], -1); // [T, d_model]
+      return [ops.add(x!, ops.reshape(embedding, [1, ...embedding.shape]))];
     },
   };
 }
@@ -60,9 +61,9 @@ function attentionStep(kind: AttentionKind, cfg: ModelConfig, collector: StepCol
 }
 
 /**
- * The step model of `model` (= `buildModel(cfg)`): token `[1, 1]` (i32, the token before the
- * step's position) → logits `[1, 1, vocab]`. Caches and the position are graph inputs declared
- * through `collector`.
+ * The step model of `model` (= `buildModel(cfg)`) for runs of `collector.width` = T positions:
+ * tokens `[1, T]` (i32, each the token before its position) → logits `[1, T, vocab]`. Caches and
+ * the run's first position are graph inputs declared through `collector`.
  */
 export function stepModel(model: Layer, cfg: ModelConfig, collector: StepCollector): Layer {
   let attention = 0;

@@ -15,16 +15,23 @@ import { exactModels, tinyModel, tokensOf, windowLogits, type TinyModel } from '
 
 const runner = new ReferenceRunner();
 
-/** Step logits at every position of one window of tokens, and the whole-window logits. */
-async function bothLogits(m: TinyModel, window: readonly number[]): Promise<{ steps: number[][]; whole: number[][] }> {
+/**
+ * Logits at every position of one window of tokens, decoded in runs of the given lengths (a run of
+ * the block width or more goes through the block graph), and the whole-window logits.
+ */
+async function bothLogits(m: TinyModel, window: readonly number[], runs: readonly number[]): Promise<{ decoded: number[][]; whole: number[][] }> {
   const L = m.config.seqLen;
   const V = m.config.vocabSize;
   const decoder = new IncrementalDecoder(runner, m.config, m.params, m.paramTree);
-  const steps: number[][] = [];
-  for (let p = 0; p < L; p++) steps.push(Array.from(await decoder.step(inputAt(window, 0, p))));
+  const inputs = Array.from({ length: L }, (_, p) => inputAt(window, 0, p));
+  const decoded: number[][] = [];
+  for (const n of runs) decoded.push(...(await decoder.decode(inputs.slice(decoder.position, decoder.position + n))).map((r) => Array.from(r)));
   const whole = await windowLogits(runner, m, window);
-  return { steps, whole: Array.from({ length: L }, (_, p) => Array.from(whole.data.subarray(p * V, (p + 1) * V))) };
+  return { decoded, whole: Array.from({ length: L }, (_, p) => Array.from(whole.data.subarray(p * V, (p + 1) * V))) };
 }
+
+/** Ways to cut a window of L positions into runs: one by one, all at once, and a few steps then the rest. */
+const cuts = (L: number): number[][] => [Array.from({ length: L }, () => 1), [L], [1, 1, 1, L - 3]];
 
 const sampling = fc.record({
   temperature: fc.constantFrom(0, 0.7, 1.5),
@@ -33,12 +40,14 @@ const sampling = fc.record({
 });
 
 describe('incremental decoding equals the whole-window path', () => {
-  it('full and local attention: the logits of every position are bit-identical (float64)', async () => {
+  it('full and local attention: the logits of every position are bit-identical (float64), one position at a time or in blocks', async () => {
     await fc.assert(
       fc.asyncProperty(exactModels, fc.integer({ min: 0, max: 1 << 20 }), async (m, s) => {
         const window = Array.from({ length: m.config.seqLen }, (_, i) => 1 + ((s >> i % 20) + 7 * i) % (m.config.vocabSize - 1));
-        const { steps, whole } = await bothLogits(m, window);
-        expect(steps).toEqual(whole);
+        for (const runs of cuts(m.config.seqLen)) {
+          const { decoded, whole } = await bothLogits(m, window, runs);
+          expect(decoded).toEqual(whole);
+        }
       }),
       { numRuns: 20 },
     );
@@ -61,8 +70,10 @@ describe('incremental decoding equals the whole-window path', () => {
     for (const [architecture, nHashes, seed] of [['reformer', 1, 3], ['reformer', 2, 4], ['transformer', 3, 5]] as const) {
       const m = tinyModel({ architecture, attention: ['lsh', 'local'], seqLen: 8, chunkLen: 8, nLayers: 2, nHeads: 2, nHashes, seed });
       const window = [3, 1, 4, 1, 5, 9, 2, 6];
-      const { steps, whole } = await bothLogits(m, window);
-      steps.forEach((row, p) => row.forEach((x, i) => expect(Math.abs(x - whole[p]![i]!)).toBeLessThan(1e-9)));
+      for (const runs of cuts(8)) {
+        const { decoded, whole } = await bothLogits(m, window, runs);
+        decoded.forEach((row, p) => row.forEach((x, i) => expect(Math.abs(x - whole[p]![i]!)).toBeLessThan(1e-9)));
+      }
       const options = { temperature: 1, topK: 0, seed, length: 14 };
       const prompt = [5, 3];
       expect(await generate(runner, m.config, m.params, m.paramTree, prompt, options)).toEqual(
@@ -87,6 +98,7 @@ describe('the decode window', () => {
     const used = new IncrementalDecoder(runner, m.config, m.params, m.paramTree);
     for (let p = 0; p < 8; p++) await used.step(1 + p);
     await expect(used.step(1)).rejects.toThrow(/window of 8 positions is full/);
+    await expect(new IncrementalDecoder(runner, m.config, m.params, m.paramTree).decode(new Array(9).fill(1))).rejects.toThrow(/window of 8 positions is full/);
     used.reset();
     const fresh = new IncrementalDecoder(runner, m.config, m.params, m.paramTree);
     for (const token of [PAD_ID, 5, 2, 7]) expect(Array.from(await used.step(token))).toEqual(Array.from(await fresh.step(token)));

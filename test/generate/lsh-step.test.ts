@@ -14,7 +14,7 @@ import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { ReferenceRunner, type GraphRunner } from '../../runtime/runner.ts';
 import { LSHSelfAttention } from '../../reformer/attention/layers.ts';
 import { StepCollector } from '../../reformer/decode/cache-slots.ts';
-import { CachedSteps } from '../../reformer/decode/cached-steps.ts';
+import { CachedSteps, type StepGraph } from '../../reformer/decode/cached-steps.ts';
 import { buildStepGraph } from '../../reformer/decode/decoder.ts';
 import { LSHSelfAttentionStep } from '../../reformer/decode/step-attention.ts';
 import { buildModel } from '../../reformer/model.ts';
@@ -30,6 +30,9 @@ interface Case {
   readonly H: number;
   readonly dModel: number;
   readonly seed: number;
+  /** Width of the block runs, and which runs are blocks (cycled). */
+  readonly block: number;
+  readonly blocks: readonly boolean[];
 }
 
 const dot = (a: readonly number[], b: readonly number[]) => a.reduce((s, x, i) => s + x * b[i]!, 0);
@@ -85,20 +88,26 @@ const cases = fc.record({
   H: fc.integer({ min: 1, max: 3 }),
   dModel: fc.integer({ min: 3, max: 6 }),
   seed: fc.integer({ min: 0, max: 1 << 20 }),
+  block: fc.integer({ min: 2, max: 5 }),
+  blocks: fc.array(fc.boolean(), { minLength: 1, maxLength: 4 }),
 });
 
 describe('incremental LSH attention', () => {
-  it('equals its float64 definition at every position, buckets included', async () => {
+  it('equals its float64 definition at every position, buckets included, decoded one position at a time or in blocks', async () => {
     await fc.assert(
       fc.asyncProperty(cases, async (k) => {
         const window = LSHSelfAttention({ nHeads: k.h, dHead: k.d, nHashes: k.H, chunkLen: k.c, causal: true });
         const tree = window.init(new InitKey(k.seed), [{ shape: [1, k.L, k.dModel], dtype: 'f32' }]);
-        const graph = new Graph();
-        const collector = new StepCollector(graph, k.L);
-        const step = LSHSelfAttentionStep({ nHeads: k.h, dHead: k.d, nHashes: k.H, chunkLen: k.c, bucketFactors: (2 * k.L) / k.c }, collector);
-        const xIn = graph.input('x', [1, 1, k.dModel]);
-        const [y] = applyLayer(step, paramInputs(graph, tree), [xIn], traceContext(graph, 'eval'));
-        graph.outputs = [y!.id, ...collector.slots.map((s) => s.row.id)];
+        const stepOf = (width: number): StepGraph => {
+          const graph = new Graph();
+          const collector = new StepCollector(graph, k.L, width);
+          const step = LSHSelfAttentionStep({ nHeads: k.h, dHead: k.d, nHashes: k.H, chunkLen: k.c, bucketFactors: (2 * k.L) / k.c }, collector);
+          const [y] = applyLayer(step, paramInputs(graph, tree), [graph.input('x', [1, width, k.dModel])], traceContext(graph, 'eval'));
+          graph.outputs = [y!.id, ...collector.slots.map((s) => s.row.id)];
+          return { graph, slots: collector.slots, width };
+        };
+        const single = stepOf(1);
+        const block = stepOf(k.block);
         const params = new Map(flattenParams(tree));
         const fixed = Object.fromEntries([...params].map(([n, t]) => [`params.${n}`, t]));
         const seed = k.seed % 5;
@@ -106,18 +115,25 @@ describe('incremental LSH attention', () => {
         const reference = new ReferenceRunner();
         let outputs: HostTensor[] = [];
         const spy: GraphRunner = { description: 'spy', run: async (g, f) => (outputs = await reference.run(g, f)) };
-        const steps = new CachedSteps(spy, graph, collector.slots, k.L, { ...fixed, seed: { shape: [], dtype: 'i32', data: Int32Array.of(seed) } });
-        const bucketRow = 1 + collector.slots.findIndex((s) => s.input.endsWith('.buckets'));
+        const steps = new CachedSteps(spy, k.L, { ...fixed, seed: { shape: [], dtype: 'i32', data: Int32Array.of(seed) } });
+        const bucketRow = 1 + single.slots.findIndex((s) => s.input.endsWith('.buckets'));
 
         // rotations [1, h, dK, H, nb/2] as the layer draws them: seed, and the salt of its layer path
         const nRot = k.h * k.d * k.H * (k.L / k.c);
         const rotations = Array.from({ length: nRot }, (_, i) => normalAt(seed, saltOf('LSHSelfAttention|rotations'), i));
         const xs = Array.from({ length: k.L }, (_, t) => Array.from(randomArray(k.seed * 31 + t, k.dModel)));
         const want = definition(k, xs, new Map([...params].map(([n, t]) => [n, t.data])), rotations);
-        for (let t = 0; t < k.L; t++) {
-          const got = await steps.run({ x: { shape: [1, 1, k.dModel], dtype: 'f32', data: Float64Array.from(xs[t]!) } });
-          Array.from(got.data).forEach((g, m) => expect(Math.abs(g - want.out[t]![m]!)).toBeLessThan(1e-9));
-          expect(Array.from(outputs[bucketRow]!.data)).toEqual(want.buckets.flatMap((rounds) => rounds.map((b) => b[t]!)));
+        // runs of one position or of a block, as `blocks` says, until the window is full
+        for (let t = 0, r = 0; t < k.L; r++) {
+          const run = k.blocks[r % k.blocks.length]! && t + block.width <= k.L ? block : single;
+          const x = xs.slice(t, t + run.width).flat();
+          const got = await steps.run(run, { x: { shape: [1, run.width, k.dModel], dtype: 'f32', data: Float64Array.from(x) } });
+          const buckets = Array.from(outputs[bucketRow]!.data);
+          for (let i = 0; i < run.width; i++, t++) {
+            Array.from(got.data.subarray(i * k.dModel, (i + 1) * k.dModel)).forEach((g, m) => expect(Math.abs(g - want.out[t]![m]!)).toBeLessThan(1e-9));
+            // rows [1, h, H, width]: position i of every (head, round)
+            expect(buckets.filter((_, n) => n % run.width === i)).toEqual(want.buckets.flatMap((rounds) => rounds.map((b) => b[t]!)));
+          }
         }
       }),
       { numRuns: 20 },
