@@ -1,9 +1,9 @@
 /**
- * Expression emitter: writes the JavaScript statements (the gpu.js kernel dialect) that compute
- * one node's value at a flat element index, inlining the node's fused operands recursively. Each
- * (node, index) pair is computed once per scope, so a value used twice in a kernel is a shared
- * temporary, not recomputed. Statements and temporaries: statements.ts; index arithmetic (and its
- * exact i32 wide mode): index-arithmetic.ts; dot products: matmul-emit.ts.
+ * Expression emitter: lowers one node's value at a flat element index to kernel IR (kernel-ir.ts),
+ * inlining the node's fused operands recursively. Each (node, index) pair is computed once per
+ * scope, so a value used twice in a kernel is a shared temporary, not recomputed. Statements and
+ * temporaries: statements.ts; index arithmetic (and its exact i32 wide mode): index-arithmetic.ts;
+ * dot products: matmul-emit.ts.
  *
  * Values are float32 in the kernel; i32 tensors are carried as floats, exact below 2^24 (checked
  * in compile.ts).

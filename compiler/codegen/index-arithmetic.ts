@@ -15,14 +15,11 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import type { View } from '../fuse/views.ts';
 import { FLOAT32_EXACT_INT } from './kernel-spec.ts';
-import { add, binary, call, int, isInt, isZero, mul, paren, printExpr, select, sub, toI32, type Expr } from './kernel-ir.ts';
+import { add, binary, call, int, isInt, isZero, mul, paren, printExpr, select, sub, sum, toI32, type Expr } from './kernel-ir.ts';
 import { StatementWriter } from './statements.ts';
 
-/** `Σ terms` as one left-to-right sum, or 0. */
-export const sum = (terms: readonly Expr[]): Expr => (terms.length === 0 ? int(0) : terms.reduce((a, b) => add(a, b)));
-
 /** `term · stride`, or the term itself for stride 1. */
-export const scaled = (term: Expr, stride: number): Expr => (stride === 1 ? term : mul(term, int(stride)));
+const scaled = (term: Expr, stride: number): Expr => (stride === 1 ? term : mul(term, int(stride)));
 
 /** A local, a literal or a thread coordinate: used as it is wherever an index is needed. */
 const isIndexAtom = (e: Expr): boolean => e.kind === 'local' || e.kind === 'int' || e.kind === 'thread';

@@ -54,6 +54,8 @@ export const neg = (x: Expr): Expr => ({ kind: 'neg', x });
 export const call = (fn: MathFn, ...args: Expr[]): Expr => ({ kind: 'call', fn, args });
 export const select = (cond: Expr, then: Expr, otherwise: Expr): Expr => ({ kind: 'select', cond, then, else: otherwise });
 export const paren = (x: Expr): Expr => ({ kind: 'paren', x });
+/** `Σ terms` as one left-to-right sum, or 0. */
+export const sum = (terms: readonly Expr[]): Expr => (terms.length === 0 ? int(0) : terms.reduce((a, b) => add(a, b)));
 /** `(x | 0)`: truncation to i32, which gpu.js keeps in integer arithmetic. */
 export const toI32 = (x: Expr): Expr => paren(binary('|', x, int(0)));
 

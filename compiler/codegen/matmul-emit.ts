@@ -9,8 +9,7 @@ import { sizeOf } from '../ir/types.ts';
 import { stridesOf } from '../ir/host-tensor.ts';
 import { axisStride, viewOf, type Factor, type View } from '../fuse/views.ts';
 import type { KernelWriter } from './emit.ts';
-import { add, float, int, isZero, load, local, mul, paren, sub, thread, type Expr } from './kernel-ir.ts';
-import { sum } from './index-arithmetic.ts';
+import { add, float, int, isZero, load, local, mul, paren, sub, sum, thread, type Expr } from './kernel-ir.ts';
 import type { PackedGeometry } from './packed-matmul.ts';
 
 /** A matmul whose value a kernel reads from a packed product buffer (packed-matmul.ts) instead of computing it. */

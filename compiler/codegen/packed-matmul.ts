@@ -27,8 +27,7 @@ import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { Node, NodeId } from '../ir/types.ts';
 import { operands, sizeOf } from '../ir/types.ts';
 import { KernelWriter } from './emit.ts';
-import { sum } from './index-arithmetic.ts';
-import { add, binary, call, float, int, isZero, mul, paren, select, thread, type Expr } from './kernel-ir.ts';
+import { add, binary, call, float, int, isZero, mul, paren, select, sum, thread, type Expr } from './kernel-ir.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
 
 /** Multiply-adds at which 'auto' packs a matmul: below it the extra kernels and the host round trip cost more than they save. */
