@@ -5,7 +5,7 @@
  * Parameters are those of the whole-window layers (`reformer/attention/layers.ts`), so a step model
  * reads the trained weights under the same names.
  *
- * Full and local attention compute exactly what the whole-window layers compute for that row: the
+ * Full and local attention compute exactly what the whole-window layers compute for those rows: the
  * same logits, masked with the same constants. Keys from positions the window layer never shows a
  * query (after it; before a local window) are masked, and contribute exact zeros. LSH attention
  * computes the incremental semantics in docs/attention.md ("Incremental decoding").
