@@ -6,8 +6,9 @@
  * The model runs at its fixed length L with absolute positions, so the context lives in a window
  * of L positions: the token at index n is predicted at position n − start. When the window is full,
  * it slides by half: the last ⌊L/2⌋ tokens are decoded again as the start of a new window
- * (`windowStart`). `reformer/decode/whole-window.ts` computes the same thing by rerunning the
- * whole window for every token; it is the reference the tests compare with.
+ * (`windowStart`). `reformer/decode/whole-window.ts` reruns the whole window for every token
+ * instead: the reference the tests compare with, equal for full and local attention; LSH layers
+ * decode with their incremental semantics (docs/attention.md, "Incremental decoding").
  */
 import { uniformAt } from '../compiler/ir/random.ts';
 import type { HostTensor } from '../compiler/ir/host-tensor.ts';
