@@ -86,6 +86,32 @@ describe('fusion plan', () => {
     expect(plan.buffers.has(queries.id)).toBe(false);
   });
 
+  it('a kernel computes one dot product: of two summed products the first is materialised', () => {
+    const g = new Graph();
+    const [a, b, c, d] = (['a', 'b', 'c', 'd'] as const).map((n) => g.input(n, [4, 4]));
+    g.outputs = [add(add(matmul(a!, b!), matmul(c!, d!)), matmul(a!, d!)).id];
+    const plan = planKernels(g);
+    expect(plan.groups.map((k) => k.name)).toEqual(['k0_matmul', 'k1_matmul_epilogue', 'k2_matmul_epilogue']);
+    for (const k of plan.groups) expect(k.fused.filter((id) => g.node(id).op === 'matmul').length).toBeLessThanOrEqual(1);
+  });
+
+  it('costly concat pieces are materialised, cheap ones and views of buffers are inlined', () => {
+    const g = new Graph();
+    const x = g.input('x', [8, 8]);
+    const w = g.input('w', [8, 3]);
+    const bias = g.input('bias', [3]);
+    // a Dense per chunk: its product and bias would otherwise be computed for every piece at every element
+    const chunks = [0, 4].map((at) => P.reshape(add(matmul(P.slice(x, [at, 0], [4, 8]), w), bias), [1, 4, 3]));
+    const cheap = [0, 4].map((at) => exp(P.slice(x, [at, 0], [4, 8])));
+    g.outputs = [exp(P.concat(chunks, 1)).id, tanh(P.concat(cheap, 0)).id];
+    const plan = planKernels(g);
+    // one kernel per piece's product, then each concat is read by one kernel
+    expect(plan.groups.map((k) => k.kind)).toEqual(['matmul', 'matmul', 'elementwise', 'elementwise']);
+    expect(plan.groups.map((k) => k.name)).toEqual(['k0_matmul_epilogue', 'k1_matmul_epilogue', 'k2_elementwise', 'k3_elementwise']);
+    expect(plan.groups[2]!.reads).toHaveLength(2);
+    expect(plan.groups[3]!.reads).toEqual([x.id]);
+  });
+
   it('printPlan is compact and stable', () => {
     const g = new Graph();
     const x = g.input('x', [2, 3]);
