@@ -36,16 +36,20 @@ export function buildStepGraph(cfg: ModelConfig, paramTree: Params, width = 1): 
 type LogitRow = Float64Array | Float32Array;
 
 /**
- * Positions per block run. A block's attention is dense over the cache and the block, so its cost
- * per position grows with its width; measured at L = 512 and 2048 (loaded 2-core webasm), blocks
- * of 16 cost 3.3 and 9 ms per position against 34 and 21 ms for single steps, blocks of 64 no less.
+ * Positions per block run at window length L. A block's attention is dense over the cache and the
+ * block, so its cost per position grows with its width times L, while a single step's is mostly
+ * dispatch. Measured per position on loaded 2-core webasm (best of 3): at L = 2048, single steps
+ * 7.9 ms, blocks of 4 / 16 / 64 4.5 / 7.0 / 12.6 ms; at L = 512, 5.1 ms and 2.5 / 1.3 / 1.6 ms.
+ * So the width is about 8192 / L (a power of two), at most L/2; none from L = 8192 on.
  */
-const BLOCK = 16;
+export function blockWidth(L: number): number {
+  return Math.max(1, Math.min(Math.floor(L / 2), 2 ** Math.floor(Math.log2(8192 / L))));
+}
 
 /**
  * Decodes positions in order within a window of the model's length L, each fed the token before it
  * (the padding id at position 0). Long runs (a prompt, the half window decoded again after a slide)
- * go through a block graph, min(16, ⌊L/2⌋) positions per run; the rest one position per step.
+ * go through a block graph, `blockWidth(L)` positions per run; the rest one position per step.
  */
 export class IncrementalDecoder {
   private readonly steps: CachedSteps;
@@ -61,7 +65,7 @@ export class IncrementalDecoder {
     seed = 0,
   ) {
     this.single = buildStepGraph(cfg, paramTree);
-    const width = Math.min(BLOCK, Math.floor(cfg.seqLen / 2));
+    const width = blockWidth(cfg.seqLen);
     if (width > 1) this.block = buildStepGraph(cfg, paramTree, width);
     const fixed: Record<string, HostTensor> = {};
     for (const node of this.single.graph.inputNodes()) {
