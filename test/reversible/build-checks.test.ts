@@ -38,6 +38,13 @@ describe('Reversible: F and G', () => {
     expect(isReversibleBlock(f)).toBe(false);
   });
 
+  it('names the block when its parameters lack an entry for F, G or a block', () => {
+    const block = () => Reversible(identity(), identity());
+    const streams = [{ shape: [2] }, { shape: [2] }];
+    expect(thrown(() => trace(block(), [{}], streams))).toBe('Reversible: parameters have no entry for sub-layer 1');
+    expect(thrown(() => trace(ReversibleStack([block(), block()]), [[{}, {}]], streams))).toBe('ReversibleStack: parameters have no entry for sub-layer 1');
+  });
+
   it('takes two inputs: the arity error names the block', () => {
     expect(thrown(() => trace(Reversible(identity(), identity()), [{}, {}], [{ shape: [2] }]))).toBe('Reversible: expects 2 input(s), got 1');
     expect(thrown(() => trace(ReversibleStack([Reversible(identity(), identity())]), [[{}, {}]], [{ shape: [2] }]))).toBe(

@@ -12,10 +12,10 @@ import type { Graph } from '../../compiler/ir/graph.ts';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
 import { evaluate } from '../../compiler/reference/evaluate.ts';
-import { Dense, Dropout, Dup, Embedding, InitKey, Serial, spec, type Layer } from '../../dsl/index.ts';
+import { Dense, Dropout, Dup, Embedding, Fn, InitKey, LayerNorm, Serial, ops, spec, type Layer } from '../../dsl/index.ts';
 import { Reversible, ReversibleStack } from '../../dsl/reversible.ts';
 import { checkReversibleCase, prepareReversibleCheck, verifyReversible, type ReversibleCheck, type VerifyReversibleOptions } from '../../reformer/verify.ts';
-import type { Feeds, GraphRunner } from '../../runtime/runner.ts';
+import { ReferenceRunner, type Feeds, type GraphRunner } from '../../runtime/runner.ts';
 
 const F32_EPS = 2 ** -24;
 const d = 3;
@@ -123,10 +123,14 @@ describe('verify: float32 bounds on a planted runner', () => {
     const { check } = denseStack();
     const [[x, r0], [, r1]] = [...check.scheduled.rebuilt] as [[NodeId, NodeId], [NodeId, NodeId]];
     const swapped = { ...check, scheduled: { ...check.scheduled, rebuilt: new Map([[x, r1], ...[...check.scheduled.rebuilt].slice(1)]) } };
-    const r = await checkReversibleCase(swapped, aCase, new PlantedRunner(swapped), options);
+    const runner = new PlantedRunner(swapped);
+    const r = await checkReversibleCase(swapped, aCase, runner, options);
     expect(r0).not.toBe(r1);
-    expect(r.ratio).toBeGreaterThan(1);
-    expect(r.where).toMatch(new RegExp(`^rebuilt input %${x} of a block in float64: error \\S+ on values of size \\S+$`));
+    // error relative to the forward value's size, against six digits
+    const [rebuilt, forward] = evaluate(check.scheduled.graph, runner.feeds[0]!, [r1, x]);
+    const err = Math.max(...Array.from(rebuilt!.data, (v, i) => Math.abs(v - forward!.data[i]!)));
+    expect(r.ratio / (err / (1e-6 * maxAbs(forward!)))).toBeCloseTo(1, 6);
+    expect(r.where).toBe(`rebuilt input %${x} of a block in float64: error ${err.toExponential(2)} on values of size ${maxAbs(forward!).toExponential(2)}`);
   });
 });
 
@@ -202,5 +206,68 @@ describe('verify: the random case it feeds', () => {
     expect(c.failure).toMatch(/^gradient of params\.\S+: scheduled vs plain \S+, bound \S+ \(ratio \d\.\d\de\+\d+\)$/);
     expect(report.worstRatio).toBeGreaterThan(1);
     expect(report.worst).toMatch(/^gradient of params\./);
+  });
+});
+
+describe('verify: the float64 gradient check and the report', () => {
+  it('a scheduled gradient read from another input fails in float64, naming that input and the float64 bound', async () => {
+    const { check } = denseStack();
+    const g = [...check.scheduled.gradients];
+    const n = g.length;
+    // the last two gradients are those of the data inputs input0 and input1 (same shape): swap them
+    [g[n - 2], g[n - 1]] = [g[n - 1]!, g[n - 2]!];
+    const swapped = { ...check, scheduled: { ...check.scheduled, gradients: g } };
+    const r = await checkReversibleCase(swapped, aCase, new ReferenceRunner(), options);
+    const plain = await plainValues(check);
+    const bounds = [n - 2, n - 1].map((k) => {
+      const err = Math.max(...Array.from(plain[k]!.data, (v, i) => Math.abs(v - plain[2 * n - 3 - k]!.data[i]!)));
+      const bound = maxAbs(plain[k]!) * Math.max(1e-9, 16 * 2 * r.amplification * 2 ** -53);
+      return { k, err, bound, ratio: err / bound };
+    });
+    const worst = bounds.reduce((a, b) => (b.ratio > a.ratio ? b : a));
+    expect(r.ratio / worst.ratio).toBeCloseTo(1, 6);
+    expect(r.where).toBe(`gradient of input${worst.k - (n - 2)} in float64: scheduled vs plain ${worst.err.toExponential(2)}, bound ${worst.bound.toExponential(2)}`);
+  });
+
+  it("reports the worst ratio over all runs, not the last run's", async () => {
+    const { stack, params, check } = denseStack();
+    let calls = 0;
+    // the third case's scheduled run gets a gradient error worth ratio ≈ 0.5 (amplification 1), the others none
+    const runner: GraphRunner = {
+      description: 'planted on one case',
+      async run(graph, feeds, wanted) {
+        const values = evaluate(graph, feeds, wanted);
+        if (graph === check.scheduled.graph && ++calls === 3) values[0]!.data[0] = values[0]!.data[0]! + 0.5 * 32 * F32_EPS * maxAbs(values[0]!);
+        return values;
+      },
+    };
+    const report = await verifyReversible(stack, params, { ...options, numRuns: 6, seed: 3, runner }, check);
+    expect(report.passed).toBe(true);
+    expect(report.worstRatio).toBeGreaterThan(0.4);
+    expect(report.worstRatio).toBeLessThan(0.6);
+    expect(report.worst).toMatch(/^gradient of params\./);
+  });
+
+  it('the report carries the largest amplification any run measured', async () => {
+    const d2 = 8;
+    const branch = () => Serial(LayerNorm(), Dense(d2));
+    const stack = ReversibleStack([Reversible(branch(), branch()), Reversible(branch(), branch())]);
+    const params = stack.init(new InitKey(1), [spec([4, d2]), spec([4, d2])]);
+    const opts = { inputs: [{ shape: [4, d2] }, { shape: [4, d2] }], numRuns: 5, seed: 1 };
+    const check = prepareReversibleCheck(stack, params, opts);
+    const report = await verifyReversible(stack, params, opts, check);
+    expect(report.passed).toBe(true);
+    expect(report.amplification).toBeGreaterThan(1);
+  });
+
+  it('differentiates only the float outputs, and refuses a layer without a reversible block', () => {
+    const model = Serial(Dup(), ReversibleStack([Reversible(Dense(d), Dense(d))]), Fn('Pick', (a, b) => [a!, ops.argmax(b!, -1)], 2, 2));
+    const params = model.init(new InitKey(2), [spec([2, d])]);
+    const check = prepareReversibleCheck(model, params, { inputs: [{ shape: [2, d] }] });
+    expect(check.scheduled.outputs).toHaveLength(1);
+    expect(check.scheduled.cotangentInputs).toHaveLength(1);
+    expect(() => prepareReversibleCheck(Dense(3), Dense(3).init(new InitKey(0), [spec([2, 3])]), { inputs: [{ shape: [2, 3] }] })).toThrow(
+      new Error('verifyReversible: Dense holds no Reversible block to verify'),
+    );
   });
 });
