@@ -39,10 +39,13 @@ const shapeOf = (batch: number, m: number, k: number, n: number): WasmMatmulShap
 describe.runIf(wasmSimdSupported())('wasm product arena', () => {
   it('products of any shapes share one arena, as large as the largest, and pad with zeros whatever an earlier product left', () => {
     const arena = new WasmMatmulArena();
-    const big = shapeOf(2, 12, 9, 16);
+    const small = arena.bytes;
+    // 80 KB of operands and result: more than the arena's first 64 KiB page
+    const big = shapeOf(2, 64, 40, 72);
     // NaN operands leave NaN all over the arena: a ragged product after them must still pad with 0
-    createWasmMatmul(big, arena)(new Float32Array(2 * 12 * 9).fill(NaN), new Float32Array(2 * 9 * 16).fill(NaN));
+    createWasmMatmul(big, arena)(new Float32Array(2 * 64 * 40).fill(NaN), new Float32Array(2 * 40 * 72).fill(NaN));
     const afterBig = arena.bytes;
+    expect(afterBig).toBeGreaterThan(small);
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 1, max: 99 }), (batch, m, k, n, seed) => {
         const s = shapeOf(batch, m, k, n);
