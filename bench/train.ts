@@ -45,6 +45,8 @@ interface TrainRow {
   readonly steps: number;
   readonly medianStepS: number;
   readonly tokensPerSec: number;
+  /** How the runner ran a step: its executor, kernels, and pipelines / standalone (wasm matmul) segments. */
+  readonly execution: string;
   /** The same model's step in PyTorch, when the peer ran. */
   readonly torch?: { readonly parameters: number; readonly medianStepS: number; readonly tokensPerSec: number };
 }
@@ -56,7 +58,7 @@ const median = (xs: readonly number[]): number => {
 };
 
 /** Runs `timed + 1` steps of `config` (the first compiles): the timed steps' seconds and the parameter count. */
-async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds: number[]; parameters: number }> {
+async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds: number[]; parameters: number; execution: string }> {
   const runner = await createRunner({ backend: 'webasm' });
   const seconds: number[] = [];
   let done = 0;
@@ -76,7 +78,8 @@ async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds:
     });
     let parameters = 0;
     for (const t of result.params.values()) parameters += t.data.length;
-    return { seconds, parameters };
+    const { executor, kernels, segments } = runner.stats;
+    return { seconds, parameters, execution: `${executor}, ${kernels} kernels, ${segments.pipelines}+${segments.standalone} segments` };
   } finally {
     runner.destroy();
   }
@@ -149,9 +152,9 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   const ours: Array<Omit<TrainRow, 'torch'>> = [];
   for (const [name, config] of configs) {
     if (!flags.json) process.stderr.write(`  ${name}: ${timed + 1} steps…\n`);
-    const { seconds, parameters } = await stepSeconds(config, timed);
+    const { seconds, parameters, execution } = await stepSeconds(config, timed);
     const tokens = config.train.batchSize * config.model.seqLen;
-    ours.push({ config: name, parameters, tokensPerStep: tokens, steps: seconds.length, medianStepS: median(seconds), tokensPerSec: tokens / median(seconds) });
+    ours.push({ config: name, parameters, execution, tokensPerStep: tokens, steps: seconds.length, medianStepS: median(seconds), tokensPerSec: tokens / median(seconds) });
   }
   // ---- PyTorch peer: the same configs in a python process, after ours
   let peer: TorchPeerOutcome | undefined;
@@ -195,6 +198,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     ),
   );
   if (withPeer) console.log('parameters: ours / PyTorch peer; PyTorch ÷ ours: its tokens/s over ours (> 1: PyTorch is faster)');
+  // the runner threads at most a few pipelines per graph (runtime/compiled-runner.ts), so say how each step ran
+  for (const r of rows) console.log(`${r.config}: ${r.execution} (pipelines + standalone segments)`);
   if (peer !== undefined && 'skipped' in peer) console.log(`PyTorch peer not run: ${peer.skipped}`);
   if (peer !== undefined && 'blas' in peer) console.log(`PyTorch ${peer.version}, ${peer.threads} threads, BLAS: ${peer.blas}`);
   if (dispatch.length > 0) {
