@@ -134,7 +134,7 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
 
   program
     .command('bench')
-    .description('run a benchmark suite (kernels, memory, attention)')
+    .description('run a benchmark suite of a source checkout: kernels, memory, attention, train, generate, browser')
     .argument('<suite>', 'suite name')
     .allowUnknownOption(true)
     .argument('[args...]', 'suite options, e.g. --json --quick')
