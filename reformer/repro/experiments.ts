@@ -5,8 +5,8 @@
  * with LSH-2/4/8 on the bundled Brown corpus (held-out bits/char).
  */
 import { readFileSync } from 'node:fs';
-import { validateModelConfig, validateRunConfig, type ModelConfig, type RunConfig } from '../config.ts';
-import type { ModelOverrides } from '../model.ts';
+import { validateRunConfig, type RunConfig } from '../config.ts';
+import type { EvalAttention } from '../eval-attention.ts';
 
 export type ExperimentName = 'duplication' | 'text';
 export const experimentNames: readonly ExperimentName[] = ['duplication', 'text'];
@@ -19,7 +19,6 @@ export interface TrainArm {
 }
 
 /** How a trained model is evaluated: a column of the table. */
-export type EvalAttention = { readonly kind: 'trained' } | { readonly kind: 'full' } | { readonly kind: 'lsh'; readonly nHashes: number };
 
 export interface EvalArm {
   readonly id: string;
@@ -108,36 +107,6 @@ export function armConfig(arm: TrainArm, variant?: string): RunConfig {
     return validateRunConfig(JSON.parse(text));
   } catch (e) {
     throw new Error(`repro: ${file}: ${(e as Error).message}`);
-  }
-}
-
-export interface EvalSetup {
-  readonly model: ModelConfig;
-  readonly overrides: ModelOverrides;
-}
-
-/**
- * The model that evaluates a trained config with another attention, or undefined when that
- * attention cannot reuse the trained weights (LSH needs shared-QK weights; local layers have no
- * full or LSH counterpart here). A shared-QK full model and an LSH model have the same parameters,
- * so each evaluates as the other.
- */
-export function evalSetup(trained: ModelConfig, attention: EvalAttention): EvalSetup | undefined {
-  const kinds = new Set(trained.attention);
-  const allFull = kinds.size === 1 && kinds.has('full');
-  const allLsh = kinds.size === 1 && kinds.has('lsh');
-  switch (attention.kind) {
-    case 'trained':
-      return { model: trained, overrides: {} };
-    case 'full':
-      if (allFull) return { model: trained, overrides: {} };
-      return allLsh ? { model: trained, overrides: { lshAsFull: true } } : undefined;
-    case 'lsh':
-      if (allLsh) return { model: trained, overrides: { nHashes: attention.nHashes } };
-      if (allFull && trained.sharedQK === true) {
-        return { model: validateModelConfig({ ...trained, attention: ['lsh'], nHashes: attention.nHashes }), overrides: {} };
-      }
-      return undefined;
   }
 }
 

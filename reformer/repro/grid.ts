@@ -20,7 +20,8 @@ import { loadRun, parseLogLines, RunDirectory, RUN_LOG } from '../train/run-dir.
 import { RunLock } from '../train/run-lock.ts';
 import { firstDifference, packageVersion, readRunManifest, writeRunManifest, type RunManifest } from '../train/run-manifest.ts';
 import { evaluateModel, train, type TrainRecord } from '../train/trainer.ts';
-import { armConfig, evalSetup, type Experiment, type TrainArm } from './experiments.ts';
+import { evalSetup } from '../eval-attention.ts';
+import { armConfig, type Experiment, type TrainArm } from './experiments.ts';
 
 export const CELL_RECORD = 'repro-cell.json';
 

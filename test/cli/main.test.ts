@@ -9,6 +9,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { formatDuration, StepTimes } from '../../cli/progress.ts';
 import { escapeControlChars } from '../../reformer/generate.ts';
+import { tinySetup } from './support.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'reformer-cli-main-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,6 +55,28 @@ describe('reformer CLI errors and help', () => {
   it('eval --batches 0 is an error, not 0.000 bits/char', async () => {
     expect(oneErrorLine(await run(['eval', '--checkpoint', dir, '--batches', '0']))).toMatch(/--batches must be at least 1, got 0/);
   });
+
+  it('eval refuses an attention the run cannot be evaluated with, and evaluates one it can', async () => {
+    const { config, data } = tinySetup(dir, { steps: 1, evalEvery: 1, checkpointEvery: 1 }, { attention: ['full'], dropout: 0 });
+    const plain = join(dir, 'full-run');
+    expect((await run(['train', '--config', config, '--data', data, '--out', plain, '--backend', 'cpu'])).code).toBe(0);
+    expect(oneErrorLine(await run(['eval', '--checkpoint', plain, '--n-hashes', '2', '--backend', 'cpu']))).toMatch(
+      /--n-hashes: LSH evaluation needs LSH layers or full attention with shared QK; this model has full attention without shared QK/,
+    );
+    expect(oneErrorLine(await run(['eval', '--checkpoint', plain, '--n-hashes', '2', '--full-attention']))).toMatch(/--full-attention and --n-hashes exclude each other/);
+    const shared = tinySetup(dir, { steps: 1, evalEvery: 1, checkpointEvery: 1 }, { attention: ['full'], sharedQK: true, dropout: 0 });
+    const sharedRun = join(dir, 'shared-run');
+    expect((await run(['train', '--config', shared.config, '--data', shared.data, '--out', sharedRun, '--backend', 'cpu'])).code).toBe(0);
+    const asLsh = await run(['eval', '--checkpoint', sharedRun, '--n-hashes', '2', '--backend', 'cpu']);
+    expect(asLsh.code, asLsh.stderr).toBe(0);
+    expect(asLsh.stdout).toMatch(/LSH evaluated with 2 hash round\(s\)/);
+    const mixed = tinySetup(dir, { steps: 1, evalEvery: 1, checkpointEvery: 1 }, { dropout: 0 });
+    const mixedRun = join(dir, 'mixed-run');
+    expect((await run(['train', '--config', mixed.config, '--data', mixed.data, '--out', mixedRun, '--backend', 'cpu'])).code).toBe(0);
+    expect(oneErrorLine(await run(['eval', '--checkpoint', mixedRun, '--full-attention', '--backend', 'cpu']))).toMatch(
+      /--full-attention: full-attention evaluation needs all-LSH or all-full layers; this model has local\/lsh attention/,
+    );
+  }, 240_000);
 
   it('train --help shows the defaults of --steps, --eval-every, --checkpoint-every and --no-reversible', async () => {
     const r = await run(['train', '--help']);
