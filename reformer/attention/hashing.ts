@@ -56,6 +56,7 @@ export function hashBuckets(qk: Tensor, rotations: Tensor, nHashes: number, buck
     // Stryker disable next-line ConditionalExpression: with one factor the slice is the whole axis, which sliceAxis returns as is
     const part = factors.length === 1 ? perRound : ops.sliceAxis(perRound, 4, offset, f / 2);
     const a = ops.argmax(ops.concat([part, ops.neg(part)], 4), 4); // [B,h,H,L]
+    // Stryker disable next-line ConditionalExpression: multiplying by a scale of 1 changes no bucket
     const term = scale === 1 ? a : ops.mul(a, scale);
     bucket = bucket === undefined ? term : ops.add(bucket, term);
     offset += f / 2;

@@ -1,7 +1,8 @@
 /**
  * Details of LSH attention's graph that values alone do not show: a dropout rate of 0 draws no
  * mask, recomputed window groups are labelled by their index (the label names them in printed
- * graphs and memory reports), and a rotation error notes dK only when the rank is right.
+ * graphs and memory reports), a rotation error notes dK only when the rank is right, and buckets
+ * of the wrong rank are refused even when their sizes match as far as they go.
  */
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../compiler/ir/graph.ts';
@@ -25,6 +26,14 @@ function attentionGraph(options: LshOptions, dropoutRate?: number) {
 }
 
 describe('LSH attention graph details', () => {
+  it('refuses buckets whose shape is a prefix of [B,h,nHashes,L] (the rank is checked, not only the sizes)', () => {
+    const g = new Graph();
+    const o = resolveLsh('test', '', { nHashes: 2, chunkLen: 8 }, L);
+    const qk = g.input('qk', [B, h, L, dK]);
+    const buckets = g.input('buckets', [B, h, 2], 'i32', 'state');
+    expect(() => lshAttend(qk, qk, buckets, o)).toThrow(`LSH attention: buckets must be i32 [B,h,nHashes,L] = [${B},${h},2,${L}], got i32[${B},${h},2]`);
+  });
+
   it('attention dropout at rate 0 draws no mask (the same graph as without dropout); any positive rate draws one per group', () => {
     const options: LshOptions = { nHashes: 2, chunkLen: 8 };
     expect(attentionGraph(options).draws).toBe(0);
