@@ -95,6 +95,25 @@ describe('fusion plan: matmul prologues', () => {
     expect(plan.groups).toEqual([{ name: 'k0_matmul_epilogue', kind: 'matmul', root: out.id, fused: [m.id], reads: [x.id, w.id], fusedMatmul: m.id }]);
   });
 
+  it('a cheap matmul (cost 8, within the recompute budget) read by two pointwise consumers still gets its own kernel', () => {
+    const g = new Graph();
+    const x = g.input('x', [4, 4]);
+    const m = P.matmul(x, g.input('w', [4, 3]));
+    const plan = planOf(g, [P.binary('add', P.unary('tanh', m), P.unary('neg', m))]);
+    expect(plan.buffers.get(m.id)).toBe('kernel');
+  });
+
+  it('a wanted input or random draw keeps its host source', () => {
+    const g = new Graph();
+    const x = g.input('x', [3]);
+    const r = P.random('uniform', g.input('seed', [], 'i32', 'seed'), 2, [3]);
+    const out = P.binary('add', x, r);
+    g.outputs = [out.id];
+    const plan = planKernels(g, [x.id, r.id, out.id]);
+    expect(plan.buffers.get(x.id)).toBe('input');
+    expect(plan.buffers.get(r.id)).toBe('random');
+  });
+
   it('a matmul read by a view, by a reduction, or by two consumers gets its own kernel', () => {
     for (const consume of [
       (m: Tensor) => [P.reshape(m, [12])],
