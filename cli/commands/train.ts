@@ -139,7 +139,9 @@ async function startRun(opts: TrainCommandOptions): Promise<number> {
   const dataSpec = opts.data ?? 'brown';
   const config = withFlags(await readConfig(opts.config), dataSpec, opts);
   const data = await openDataSource(dataSpec, config.model);
-  if (kindOf(out) === 'directory') checkEmpty(out, runEntries(out), opts.force);
+  // Before the lock, a training starting here at the same moment may show only its atomic-write
+  // temporaries; those are judged under the lock, where that training's lock answers first.
+  if (kindOf(out) === 'directory') checkEmpty(out, runEntries(out).filter((n) => !n.startsWith('.tmp-')), opts.force);
   mkdirSync(out, { recursive: true });
   const lock = RunLock.acquire(out);
   try {
