@@ -72,7 +72,8 @@ export class CheckpointError extends Error {
 
 const stepDirName = (step: number) => `step-${step}`;
 const stepDirPattern = /^step-(\d+)$/;
-const tempPrefix = '.tmp-';
+/** Names of files and folders being written atomically (renamed into place when complete). */
+export const TEMP_PREFIX = '.tmp-';
 const trashPrefix = '.trash-';
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -102,7 +103,7 @@ async function writeSynced(path: string, bytes: Uint8Array | string): Promise<vo
 /** Writes `path` atomically: a temp file in the same directory, fsynced, then renamed over it. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
   const dir = dirname(path);
-  const tmp = join(dir, `${tempPrefix}${randomBytes(6).toString('hex')}`);
+  const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
   try {
     await writeSynced(tmp, bytes);
     await rename(tmp, path);
@@ -164,7 +165,7 @@ export async function saveCheckpoint(root: string, data: CheckpointData, options
       'optimizer.safetensors': { bytes: optimizer.length, sha256: sha256(optimizer) },
     },
   };
-  const tmp = join(root, `${tempPrefix}${stepDirName(data.step)}-${randomBytes(6).toString('hex')}`);
+  const tmp = join(root, `${TEMP_PREFIX}${stepDirName(data.step)}-${randomBytes(6).toString('hex')}`);
   await mkdir(tmp);
   await writeSynced(join(tmp, 'model.safetensors'), model);
   await writeSynced(join(tmp, 'optimizer.safetensors'), optimizer);
@@ -205,7 +206,7 @@ async function exists(path: string): Promise<boolean> {
 /** Removes temp and trash entries left by an interrupted save. Assumes a single writer per root. */
 async function removeLeftovers(root: string): Promise<void> {
   for (const name of await readdir(root)) {
-    if (name.startsWith(tempPrefix) || name.startsWith(trashPrefix)) await rm(join(root, name), { recursive: true, force: true });
+    if (name.startsWith(TEMP_PREFIX) || name.startsWith(trashPrefix)) await rm(join(root, name), { recursive: true, force: true });
   }
 }
 

@@ -13,7 +13,7 @@ import { crashPointFromEnv, RunDirectory, RUN_LOG } from '../../reformer/train/r
 import { RunLock, RUN_LOCK } from '../../reformer/train/run-lock.ts';
 import { firstDifference, packageVersion, readRunManifest, writeRunManifest, RUN_MANIFEST, type RunManifest } from '../../reformer/train/run-manifest.ts';
 import { dataSpecOf, describeDataMismatch, openDataSource, openRecordedData, type OpenedData } from '../../reformer/train/data-source.ts';
-import { latestCheckpoint } from '../../runtime/checkpoint.ts';
+import { latestCheckpoint, TEMP_PREFIX } from '../../runtime/checkpoint.ts';
 import { TrainProgress } from '../progress.ts';
 import { openRunner } from './runner.ts';
 
@@ -141,7 +141,7 @@ async function startRun(opts: TrainCommandOptions): Promise<number> {
   const data = await openDataSource(dataSpec, config.model);
   // Before the lock, a training starting here at the same moment may show only its atomic-write
   // temporaries; those are judged under the lock, where that training's lock answers first.
-  if (kindOf(out) === 'directory') checkEmpty(out, runEntries(out).filter((n) => !n.startsWith('.tmp-')), opts.force);
+  if (kindOf(out) === 'directory') checkEmpty(out, runEntries(out).filter((n) => !n.startsWith(TEMP_PREFIX)), opts.force);
   mkdirSync(out, { recursive: true });
   const lock = RunLock.acquire(out);
   try {
