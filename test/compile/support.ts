@@ -8,7 +8,7 @@
  * NaN-filled outputs, checking the sources independently of gpu.js.
  */
 import { expect } from 'vitest';
-import { compile } from '../../compiler/codegen/compile.ts';
+import { compile, type CompileOptions } from '../../compiler/codegen/compile.ts';
 import { createWasmMatmul } from '../../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../../compiler/ir/graph.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
@@ -95,18 +95,19 @@ export function runSourcesOnHost(
   ref: readonly HostTensor[],
   tol: { rtol?: number; atol?: number } = {},
 ): void {
-  for (const matmul of ['dot', 'packed', 'wasm'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, matmul);
+  for (const matmul of ['dot', 'packed', 'wasm'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, { matmul });
 }
 
-function runCompiledOnHost(
+/** One compilation of `graph` (with `options`) executed on the host as above, against `ref`. */
+export function runCompiledOnHost(
   graph: Graph,
   feeds: Record<string, HostTensor>,
   wanted: readonly NodeId[],
   ref: readonly HostTensor[],
   tol: { rtol?: number; atol?: number },
-  matmul: 'dot' | 'packed' | 'wasm',
+  options: CompileOptions,
 ): void {
-  const c = compile(graph, wanted, { matmul });
+  const c = compile(graph, wanted, options);
   const bufs = new Map<string, ArrayLike<number>>();
   for (const [id, source] of c.plan.buffers) {
     if (source === 'kernel') continue;
@@ -134,7 +135,7 @@ function runCompiledOnHost(
   }
   wanted.forEach((id, i) => {
     const data = bufs.get(`%${id}`)!;
-    expectClose(data, ref[i]!.data, tol.rtol ?? RTOL, tol.atol ?? ATOL, `host-run kernel sources (matmul ${matmul}), output %${id}`);
+    expectClose(data, ref[i]!.data, tol.rtol ?? RTOL, tol.atol ?? ATOL, `host-run kernel sources (${JSON.stringify(options)}), output %${id}`);
   });
 }
 
