@@ -7,9 +7,11 @@
  * loads and splats per 16 (docs/benchmarks.md has the measurements).
  *
  * Operands are the pack kernels' outputs: A as row quads [batch][m/4][k][4], B as column octets
- * [batch][n/8][k][8]; C comes out row-major [batch][mPad][nPad]. It runs on the calling thread,
- * between the gpu.js pipeline segments (runtime/compiled-runner.ts).
+ * [batch][n/8][k][8]; C comes out row-major [batch][mPad][nPad]. It runs between the gpu.js
+ * pipeline segments (runtime/compiled-runner.ts), on the calling thread and, for products large
+ * enough to pay the hand-off, on helper threads too (wasm-matmul-threads.ts).
  */
+import { matmulThreading, MatmulHelpers, workerThreads, type MatmulThreading, type ProductFn } from './wasm-matmul-threads.ts';
 
 const uleb = (v: number): number[] => {
   const out: number[] = [];
@@ -55,8 +57,11 @@ const f32x4Add = simd(0xe4);
 const f32x4Mul = simd(0xe6);
 const v128Zero = simd(0x0c, ...new Array<number>(16).fill(0));
 
-/** The module bytes: export `mm(a, b, c, m, k, n)` over an imported memory. */
-export function wasmMatmulModule(): Uint8Array<ArrayBuffer> {
+/** Pages of a shared memory's declared maximum: all of wasm32's 4 GiB (address space only). */
+const SHARED_MAX_PAGES = 65536;
+
+/** The module bytes: export `mm(a, b, c, m, k, n)` over an imported memory (shared for helper threads). */
+export function wasmMatmulModule(shared = false): Uint8Array<ArrayBuffer> {
   // params 0..5: a, b, c, m, k, n; i32 locals 6..10: i4 (row quad), j8 (col octet), kk, pa, pb
   const [A, B, C, M, K, N, I4, J8, KK, PA, PB] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
   const acc = (r: number, h: number) => 11 + r * 2 + h; // v128 locals 11..18
@@ -102,7 +107,8 @@ export function wasmMatmulModule(): Uint8Array<ArrayBuffer> {
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32]]), 0x00]])),
-    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])),
+    // memory limits: flags 0 (min) or 3 (min, max, shared), min 1 page
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, ...(shared ? [0x03, 0x01, ...uleb(SHARED_MAX_PAGES)] : [0x00, 0x01])]])),
     ...section(3, vec([[0x00]])),
     ...section(7, vec([[...name('mm'), 0x00, 0x00]])),
     ...section(10, vec([[...uleb(func.length), ...func]])),
@@ -139,26 +145,66 @@ export function wasmSimdSupported(): boolean {
 
 const PAGE_BYTES = 65536;
 
-type ProductFn = (a: number, b: number, c: number, m: number, k: number, n: number) => void;
+/**
+ * Products of fewer multiply-adds than this run on the calling thread alone: below, waking a
+ * helper and handing the chunks over costs more than it saves (docs/benchmarks.md, "wasm product
+ * threads").
+ */
+export const THREADED_MIN_MACS = 1 << 20;
+
+export interface WasmMatmulArenaOptions {
+  /** At most this many threads (calling thread included); default: what matmulThreading() allows. */
+  readonly threads?: number;
+  /** A helper thread leaves after this long without work (default HELPER_IDLE_MS). */
+  readonly helperIdleMs?: number;
+}
 
 /**
  * One memory and one instance of the product module, shared by every product made from it. A
- * product's operands and result live there only while it runs (it runs synchronously, on the
- * calling thread), so products of one runner reuse the same bytes: the arena is as large as the
- * largest product, not as the sum of them all (a 4-layer L=4096 training graph has 230 products).
+ * product's operands and result live there only while it runs (it is synchronous: helper threads
+ * work on it while the calling thread waits), so products of one runner reuse the same bytes: the
+ * arena is as large as the largest product, not as the sum of them all (a 4-layer L=4096 training
+ * graph has 230 products).
  */
 export class WasmMatmulArena {
-  private readonly memory = new WebAssembly.Memory({ initial: 1 });
+  private readonly memory: WebAssembly.Memory;
   private readonly mm: ProductFn;
-  private view = new Float32Array(this.memory.buffer);
+  private view: Float32Array;
+  private readonly helpers?: MatmulHelpers;
+  /** Threads products run on, and why only one when so. */
+  readonly threading: MatmulThreading;
 
-  constructor() {
-    this.mm = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule()), { env: { memory: this.memory } }).exports.mm as ProductFn;
+  constructor(options: WasmMatmulArenaOptions = {}) {
+    const available = matmulThreading();
+    const threads = Math.min(available.threads, options.threads ?? available.threads);
+    this.threading =
+      threads === available.threads ? available : { threads, reason: threads === 1 && available.threads > 1 ? 'one thread requested' : `${threads} threads requested` };
+    const shared = this.threading.threads > 1;
+    this.memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: SHARED_MAX_PAGES, shared: true }) : new WebAssembly.Memory({ initial: 1 });
+    const module = new WebAssembly.Module(wasmMatmulModule(shared));
+    this.mm = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports.mm as ProductFn;
+    if (shared) this.helpers = new MatmulHelpers(workerThreads(), module, this.memory, this.mm, this.threading.threads - 1, options.helperIdleMs);
+    this.view = new Float32Array(this.memory.buffer);
   }
 
   /** Bytes the arena holds now. */
   get bytes(): number {
     return this.memory.buffer.byteLength;
+  }
+
+  /** Helper threads alive now (they leave when idle, and start again with the next large product). */
+  get helperThreads(): number {
+    return this.helpers?.alive ?? 0;
+  }
+
+  /** Helper threads started so far. */
+  get helperStarts(): number {
+    return this.helpers?.starts ?? 0;
+  }
+
+  /** Chunks of threaded products run so far by the calling thread and by helpers. */
+  get chunks(): { caller: number; helpers: number } {
+    return this.helpers?.chunks ?? { caller: 0, helpers: 0 };
   }
 
   /** A view of at least `floats` floats (growing the memory re-creates the view). */
@@ -171,13 +217,28 @@ export class WasmMatmulArena {
     return this.view;
   }
 
-  multiply(a: number, b: number, c: number, m: number, k: number, n: number): void {
-    this.mm(4 * a, 4 * b, 4 * c, m, k, n);
+  /**
+   * `batch` products [m × k]·[k × n] at float offsets a, b, c of the arena, batches contiguous
+   * (A: m·k floats apart, B: k·n, C: m·n); m a multiple of 4, n of 8.
+   */
+  multiply(a: number, b: number, c: number, m: number, k: number, n: number, batch = 1): void {
+    if (this.helpers !== undefined && !this.helpers.closed && batch * m * k * n >= THREADED_MIN_MACS) {
+      this.helpers.run({ a: 4 * a, b: 4 * b, c: 4 * c, bStride: 4 * k * n, batch, m, k, n });
+      return;
+    }
+    for (let z = 0; z < batch; z++) this.mm(4 * (a + z * m * k), 4 * (b + z * k * n), 4 * (c + z * m * n), m, k, n);
+  }
+
+  /** Helper threads leave now; later products run on the calling thread. */
+  close(): void {
+    this.helpers?.close();
   }
 }
 
-/** A product over `arena` (default: an arena of its own). */
-export function createWasmMatmul(shape: WasmMatmulShape, arena: WasmMatmulArena = new WasmMatmulArena()): WasmMatmul {
+let sharedArena: WasmMatmulArena | undefined;
+
+/** A product over `arena` (default: one arena for all such products, so they share its helper threads). */
+export function createWasmMatmul(shape: WasmMatmulShape, arena: WasmMatmulArena = (sharedArena ??= new WasmMatmulArena())): WasmMatmul {
   const { batch, m, mPad, k, n, nPad } = shape;
   if (mPad % 4 !== 0 || nPad % 8 !== 0) throw new RangeError(`wasm matmul: mPad must be a multiple of 4 and nPad of 8, got ${mPad} and ${nPad}`);
   const [aLen, bLen, cLen] = [mPad * k, k * nPad, mPad * nPad];
@@ -212,7 +273,7 @@ export function createWasmMatmul(shape: WasmMatmulShape, arena: WasmMatmulArena 
         }
       }
     }
-    for (let z = 0; z < batch; z++) arena.multiply(aOff + z * aLen, bOff + z * bLen, cOff + z * cLen, mPad, k, nPad);
+    arena.multiply(aOff, bOff, cOff, mPad, k, nPad, batch);
     return f32.slice(cOff, cOff + batch * cLen);
   };
 }
