@@ -278,6 +278,9 @@ export class CompiledRunner implements GraphRunner {
       asyncMode: true,
       loopMaxIterations: Math.max(1000, k.loopMax + 1),
       tactic: 'precision',
+      // a kernel shared by source can read buffers of other sizes at other call sites (a broadcast
+      // operand); run alone it must re-lay its memory for them rather than reject the call
+      dynamicArguments: true,
     };
     if (k.components === 1) return this.backend.gpu.createKernel(k.source, settings as Parameters<GPU['createKernel']>[1]) as unknown as KernelFn;
     const kernel = this.backend.gpu.createKernel(k.source, { ...settings, returnType: `Array(${k.components})` } as Parameters<GPU['createKernel']>[1]) as unknown as KernelFn;
