@@ -68,6 +68,8 @@ export interface RunnerStats {
   readonly hostBytes: number;
   readonly peakBytes: number;
   readonly runs: number;
+  /** Threads of the wasm SIMD products (absent before the first one), and why only one when so. */
+  readonly matmulThreads?: { readonly threads: number; readonly reason?: string };
 }
 
 export interface CompiledRunnerOptions {
@@ -179,7 +181,12 @@ export class CompiledRunner implements GraphRunner {
   get description(): string {
     const executor = this.last?.executor;
     const perRun = this.last?.exe.pipelineMemory === 'per-run' ? ', pipelines built per run' : '';
-    const tags = [this.wide ? ' [wide indices]' : '', this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : ''].join('');
+    const threading = this.matmulArena?.threading;
+    const tags = [
+      this.wide ? ' [wide indices]' : '',
+      this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : '',
+      threading ? ` [wasm matmul ${threading.threads} thread${threading.threads === 1 ? '' : 's'}${threading.reason ? `: ${threading.reason}` : ''}]` : '',
+    ].join('');
     return `gpu.js ${this.backend.name}${executor ? ` (${executor}${perRun})` : ''}${tags}`;
   }
 
@@ -203,6 +210,7 @@ export class CompiledRunner implements GraphRunner {
       hostBytes: exe?.memory.hostBytes ?? 0,
       peakBytes: exe?.memory.peakBytes ?? 0,
       runs: this.runs,
+      ...(this.matmulArena ? { matmulThreads: this.matmulArena.threading } : {}),
     };
   }
 
