@@ -147,8 +147,12 @@ export interface ThreadedJob {
   readonly n: number;
 }
 
-/** Row quads per chunk: about CHUNK_MACS multiply-adds, few enough chunks for the claim word. */
-const CHUNK_MACS = 1 << 21;
+/**
+ * A chunk holds about 1/16 of the job, from 2^17 to 2^21 multiply-adds (some µs to some 50 µs at
+ * 40 GFLOP/s): small enough that a helper woken late still finds work and the caller's last wait
+ * is short, large enough that claims cost nothing next to it.
+ */
+const CHUNK_MACS = { min: 1 << 17, max: 1 << 21, perJob: 16 };
 
 /** The calling thread's side: publishes jobs, starts helpers, claims chunks with them. */
 export class MatmulHelpers {
@@ -177,7 +181,9 @@ export class MatmulHelpers {
     const { ctl } = this;
     const quads = job.m / 4;
     const totalQuads = job.batch * quads;
-    const perChunk = Math.max(1, Math.ceil(CHUNK_MACS / (4 * job.k * job.n)), Math.ceil(totalQuads / MAX_CHUNKS));
+    const quadMacs = 4 * job.k * job.n;
+    const chunkMacs = Math.min(CHUNK_MACS.max, Math.max(CHUNK_MACS.min, (totalQuads * quadMacs) / CHUNK_MACS.perJob));
+    const perChunk = Math.max(1, Math.round(chunkMacs / quadMacs), Math.ceil(totalQuads / MAX_CHUNKS));
     const chunks = Math.ceil(totalQuads / perChunk);
     const gen = ((Atomics.load(ctl, CONTROL.word) >>> 12) + 1) & 0xfffff;
     // no claim succeeds while the parameters change: the previous job's word is closed first

@@ -150,7 +150,7 @@ const PAGE_BYTES = 65536;
  * helper and handing the chunks over costs more than it saves (docs/benchmarks.md, "wasm product
  * threads").
  */
-export const THREADED_MIN_MACS = 1 << 20;
+export const THREADED_MIN_MACS = 1 << 22;
 
 export interface WasmMatmulArenaOptions {
   /** At most this many threads (calling thread included); default: what matmulThreading() allows. */
