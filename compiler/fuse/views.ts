@@ -66,6 +66,7 @@ export function axisStride(view: View, axis: number): number | undefined {
   if (view.kind === 'concat') {
     if (axis === view.axis) return undefined;
     const strides = view.parts.map((p) => axisStride(p.view, axis));
+    // Stryker disable next-line ConditionalExpression: when every stride is undefined, strides[0] is undefined too
     return strides.every((t) => t !== undefined && t === strides[0]) ? strides[0] : undefined;
   }
   const f = view.axes[axis]!;
@@ -212,6 +213,7 @@ function broadcastView(v: View, from: readonly number[], to: readonly number[]):
   const off = to.length - from.length;
   if (v.kind === 'concat') {
     // the concat axis itself must not be the one broadcast
+    // Stryker disable next-line ConditionalExpression,EqualityOperator,ArithmeticOperator: a concat view has two non-empty pieces, so its axis is never 1 long
     if (from[v.axis] === 1 && to[v.axis + off] !== 1) return undefined;
     const parts: Array<{ begin: number; view: View }> = [];
     for (const [i, p] of v.parts.entries()) {
