@@ -4,7 +4,8 @@
  * `--peer torch`, PyTorch CPU, on the same shapes in the same run:
  * - matmul 2048×256×1024: the runner as it runs models (`matmul: 'auto'`: packed panels and our
  *   WebAssembly SIMD product), with the gpu.js `Array(4)` product (`'packed'`), and with one dot
- *   product per thread (`'dot'`, what it did before packed groups);
+ *   product per thread (`'dot'`, what it did before packed groups); then our wasm product alone
+ *   (no runner), on one thread and on all it may use, timed in turns;
  * - Dense forward (y = xW + b) and backward (dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy) at
  *   x[4096×512]·W[512×2048], one graph each;
  * - LayerNorm and softmax over [4096×2048] rows with the row templates.
@@ -18,12 +19,12 @@ import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
 import * as P from '../compiler/ir/primitives.ts';
 import { createRunner, type CompiledRunner } from '../runtime/compiled-runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
-import { formatTable, machineInfo, PEAK_GFLOPS, timeIt, type Timing } from './support/measure.ts';
-import { describeThreads, gpujsThreads } from './support/runtimes.ts';
+import { formatTable, machineInfo, PEAK_GFLOPS, timeInterleaved, timeIt, type Timing } from './support/measure.ts';
+import { describeThreads, gpujsThreads, wasmMatmulThreads } from './support/runtimes.ts';
 import { loadTfWasm } from './support/tfjs.ts';
 import { peerRequested, runTorchPeer, type TorchPeerResult } from './support/torch-peer.ts';
 
-type Impl = 'ours' | 'packed' | 'dot' | 'tfjs' | 'torch';
+type Impl = 'ours' | 'packed' | 'dot' | 'product-1' | 'product-n' | 'tfjs' | 'torch';
 
 interface Row {
   op: string;
@@ -38,6 +39,8 @@ const IMPL_LABEL: Record<Impl, string> = {
   ours: 'ours',
   dot: 'runner, one dot/thread',
   packed: 'runner, gpu.js Array(4)',
+  'product-1': 'wasm product alone, 1 thread',
+  'product-n': `wasm product alone, ${wasmMatmulThreads()?.threads ?? 1} threads`,
   tfjs: 'TF.js wasm',
   torch: 'PyTorch',
 };
@@ -127,6 +130,27 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     const a = rand(mm.m * mm.k);
     const b = rand(mm.k * mm.n);
     await timeRunner('matmul', mmShape, matmulGraph(mm.m, mm.k, mm.n), { a: hostTensor([mm.m, mm.k], a), b: hostTensor([mm.k, mm.n], b) }, mmFlop, ['ours', 'packed', 'dot']);
+    // the product without the runner (plain operands packed while copied in, C copied out); absent in a --baseline tree without it
+    const native = await import('../compiler/codegen/wasm-matmul.ts').catch(() => undefined);
+    if (native !== undefined) {
+      const shape = { batch: 1, m: mm.m, mPad: 4 * Math.ceil(mm.m / 4), k: mm.k, n: mm.n, nPad: 8 * Math.ceil(mm.n / 8), packedA: false, packedB: false };
+      const many = new native.WasmMatmulArena();
+      const products = [native.createWasmMatmul(shape, new native.WasmMatmulArena({ threads: 1 })), native.createWasmMatmul(shape, many)];
+      // process CPU time per product (all threads): with wall time, how many cores a product got on these shared cores
+      const cpuMs = [0, 0];
+      const timed = products.map((p, i) => async () => {
+        const c0 = process.cpuUsage();
+        p(a, b);
+        const d = process.cpuUsage(c0);
+        cpuMs[i]! += (d.user + d.system) / 1000;
+      });
+      const [one, all] = await timeInterleaved(timed, runs);
+      add('matmul', mmShape, 'product-1', one!, mmFlop, null);
+      add('matmul', mmShape, 'product-n', all!, mmFlop, null);
+      const perRun = cpuMs.map((ms) => (ms / (runs + 1)).toFixed(1));
+      log(`matmul wasm product: CPU ms per product (all threads, warm-up included) 1 thread ${perRun[0]}, all ${perRun[1]}; chunks ${JSON.stringify(many.chunks)}`);
+      many.close();
+    }
     const ta = tf.tensor2d(a, [mm.m, mm.k]);
     const tb = tf.tensor2d(b, [mm.k, mm.n]);
     add('matmul', mmShape, 'tfjs', await timeIt(async () => sync([tf.matMul(ta, tb)]), runs), mmFlop, null);
@@ -205,9 +229,15 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     }
   }
 
-  const threads = { gpujs: gpujsThreads(), tfjs: features.threads, ...(torch && 'threads' in torch ? { torch: torch.threads } : {}) };
-  const ratio = (op: string, impl: Impl) => {
-    const ours = out.find((r) => r.op === op && r.impl === 'ours');
+  const matmulThreads = wasmMatmulThreads();
+  const threads = {
+    gpujs: gpujsThreads(),
+    ...(matmulThreads ? { wasmMatmul: matmulThreads.threads } : {}),
+    tfjs: features.threads,
+    ...(torch && 'threads' in torch ? { torch: torch.threads } : {}),
+  };
+  const ratio = (op: string, impl: Impl, of: Impl = 'ours') => {
+    const ours = out.find((r) => r.op === op && r.impl === of);
     const other = out.find((r) => r.op === op && r.impl === impl);
     return ours && other ? other.medianMs / ours.medianMs : null;
   };
@@ -231,6 +261,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     return summary;
   }
   const fmt = (v: number | null, d = 1) => (v === null ? '-' : v.toFixed(d));
+  const product = (impl: Impl) => impl === 'product-1' || impl === 'product-n';
   const tableRows = out.map((r) => [
     r.op,
     r.shape,
@@ -239,19 +270,21 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     fmt(r.gflops, 2),
     fmt(r.gbps, 2),
     r.gflops === null ? '-' : `${((100 * r.gflops) / PEAK_GFLOPS).toFixed(1)}%`,
-    r.impl === 'ours' ? fmt(ratio(r.op, 'tfjs'), 2) : '',
+    r.impl === 'ours' || product(r.impl) ? fmt(ratio(r.op, 'tfjs', r.impl), 2) : '',
     r.impl === 'ours' ? fmt(ratio(r.op, 'dot'), 2) : '',
     r.impl === 'ours' ? fmt(ratio(r.op, 'packed'), 2) : '',
-    r.impl === 'ours' ? fmt(ratio(r.op, 'torch'), 3) : '',
+    r.impl === 'ours' || product(r.impl) ? fmt(ratio(r.op, 'torch', r.impl), 3) : '',
   ]);
   const m0 = summary.machine;
   console.log(`kernels benchmark — ${m0.date}, ${m0.cpu} ×${m0.cores}, node ${m0.node}, median of ${runs} runs after 1 warm-up`);
-  console.log(`threads: ${describeThreads(threads)} (our wasm SIMD matmul product: 1 thread, the calling one); TF.js simd=${features.simd}; peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
+  console.log(`threads: ${describeThreads(threads)}; TF.js simd=${features.simd}; peak reference ≈ ${PEAK_GFLOPS} GFLOP/s fp32`);
   if (torch !== undefined && 'skipped' in torch) console.log(`PyTorch peer not run: ${torch.skipped}`);
   if (torch !== undefined && 'config' in torch) console.log(`PyTorch ${torch.version}, BLAS: ${torch.blas}`);
   console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ Array(4)', '÷ PyTorch'], tableRows));
   for (const f of failures) console.log(`failed: ${f}`);
-  console.log(`ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`);
+  console.log(
+    `ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; wasm product alone: our WebAssembly SIMD product without the runner, 1 thread and all, timed in turns; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`,
+  );
   return summary;
 }
 

@@ -152,6 +152,21 @@ const PAGE_BYTES = 65536;
  */
 export const THREADED_MIN_MACS = 1 << 22;
 
+/**
+ * Compiled once per process and variant: arenas (one per runner) and their helpers share the code,
+ * and V8 tiers it up from its baseline compiler once, not once per arena.
+ */
+const compiledModules = new Map<boolean, WebAssembly.Module>();
+
+function compiledModule(shared: boolean): WebAssembly.Module {
+  let module = compiledModules.get(shared);
+  if (module === undefined) {
+    module = new WebAssembly.Module(wasmMatmulModule(shared));
+    compiledModules.set(shared, module);
+  }
+  return module;
+}
+
 export interface WasmMatmulArenaOptions {
   /** At most this many threads (calling thread included); default: what matmulThreading() allows. */
   readonly threads?: number;
@@ -181,7 +196,7 @@ export class WasmMatmulArena {
       threads === available.threads ? available : { threads, reason: threads === 1 && available.threads > 1 ? 'one thread requested' : `${threads} threads requested` };
     const shared = this.threading.threads > 1;
     this.memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: SHARED_MAX_PAGES, shared: true }) : new WebAssembly.Memory({ initial: 1 });
-    const module = new WebAssembly.Module(wasmMatmulModule(shared));
+    const module = compiledModule(shared);
     this.mm = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports.mm as ProductFn;
     if (shared) this.helpers = new MatmulHelpers(workerThreads(), module, this.memory, this.mm, this.threading.threads - 1, options.helperIdleMs);
     this.view = new Float32Array(this.memory.buffer);
