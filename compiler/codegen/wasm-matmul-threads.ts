@@ -21,7 +21,7 @@ import type { Worker } from 'node:worker_threads';
 export type ProductFn = (a: number, b: number, c: number, m: number, k: number, n: number) => void;
 
 /** Int32 slots of the control block (byte offsets are stored as int32 and wrap like wasm's i32). */
-export const CONTROL = {
+const CONTROL = {
   /** generation << 12 | next chunk */
   word: 0,
   /** chunks finished in this job */
@@ -54,7 +54,7 @@ export const CONTROL = {
 const CONTROL_INTS = 18;
 /** A closed job: the next-chunk field at its maximum, which no job reaches. */
 const CLOSED = 0xfff;
-export const MAX_CHUNKS = CLOSED;
+const MAX_CHUNKS = CLOSED;
 /** A helper leaves after this long without work, so helpers of dropped arenas do not linger. */
 export const HELPER_IDLE_MS = 5000;
 /** How long the calling thread waits for a claimed chunk before checking the helper is alive. */
@@ -65,7 +65,7 @@ const WAIT_SLICE_MS = 1000;
  * returns the claim word it last saw (a helper sleeps until the word changes). It is also the
  * helpers' code (sent as source), so it reads nothing outside its parameters.
  */
-export function runChunks(ctl: Int32Array, mm: ProductFn, at: typeof CONTROL, tally: number): number {
+function runChunks(ctl: Int32Array, mm: ProductFn, at: typeof CONTROL, tally: number): number {
   for (;;) {
     const w = Atomics.load(ctl, at.word);
     const next = w & 0xfff;
@@ -87,8 +87,9 @@ export function runChunks(ctl: Int32Array, mm: ProductFn, at: typeof CONTROL, ta
   }
 }
 
+// run only by Node workers (never in a browser page)
 const HELPER_SOURCE = `
-const { workerData } = process.getBuiltinModule('node:worker_threads');
+const { workerData } = globalThis.process.getBuiltinModule('node:worker_threads');
 const { module, memory, control, at, idleMs } = workerData;
 const runChunks = (${runChunks.toString()});
 const ctl = new Int32Array(control);
@@ -123,7 +124,7 @@ export interface MatmulThreading {
   readonly reason?: string;
 }
 
-/** At most this many threads (calling + helpers): beyond, B's panels compete for shared cache. */
+/** At most this many threads per product (calling thread + helpers); 2 is what has been measured. */
 const MAX_THREADS = 8;
 
 /** Threads a product may use: min(cores, 8) with Node's worker_threads, else 1 and the reason. */

@@ -31,6 +31,14 @@ const operands = (s: WasmMatmulShape, seed: number) => {
   return [Float32Array.from(values(s.batch * aLen, seed)), Float32Array.from(values(s.batch * bLen, seed + 1))] as const;
 };
 
+/** Index of the first float whose bits differ, or -1 (a plain loop: deep equality on 10^5 floats is slow). */
+function firstBitDifference(x: Float32Array, y: Float32Array): number {
+  if (x.length !== y.length) return Math.min(x.length, y.length);
+  const [u, v] = [new Uint32Array(x.buffer, x.byteOffset, x.length), new Uint32Array(y.buffer, y.byteOffset, y.length)];
+  for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return i;
+  return -1;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `ok()` (helpers boot and leave on their own threads); fails after `ms`. */
@@ -62,23 +70,24 @@ describe.runIf(wasmSimdSupported() && threaded)('wasm product on helper threads'
     const many = new WasmMatmulArena();
     expect(one.threading).toEqual({ threads: 1, reason: 'one thread requested' });
     expect(many.threading.threads).toBeGreaterThan(1);
-    await helpersWorkOn(many, shapeOf(1, 256, 128, 128));
-    const helped = many.chunks.helpers;
     // ≥ THREADED_MIN_MACS multiply-adds each, so every case takes the threaded path
-    const cases = fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 150 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 90 }), fc.boolean());
-    fc.assert(
-      fc.property(cases, fc.integer({ min: 1, max: 999 }), ([batch, m, k, n, packed], seed) => {
+    const cases = fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 90 }), fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 90 }), fc.boolean());
+    await fc.assert(
+      fc.asyncProperty(cases, fc.integer({ min: 1, max: 999 }), async ([batch, m, k, n, packed], seed) => {
         const s = shapeOf(batch, m + 200, k + 99, n + 200, packed);
         expect(batch * s.mPad * s.k * s.nPad).toBeGreaterThanOrEqual(THREADED_MIN_MACS);
         const [a, b] = operands(s, seed);
         const want = createWasmMatmul(s, one)(a, b);
-        const got = createWasmMatmul(s, many)(a, b);
-        expect(got).toEqual(want);
+        const product = createWasmMatmul(s, many);
+        // until a product in which a helper ran chunks: each result must equal the single-threaded one
+        const before = many.chunks.helpers;
+        await until(() => {
+          expect(firstBitDifference(product(a, b), want)).toBe(-1);
+          return many.chunks.helpers > before;
+        }, 'a product with chunks run by a helper');
       }),
       { numRuns: 10 },
     );
-    // helpers ran chunks of those products (bit-equal results from the same tile code)
-    expect(many.chunks.helpers).toBeGreaterThan(helped);
     many.close();
   });
 
@@ -89,7 +98,7 @@ describe.runIf(wasmSimdSupported() && threaded)('wasm product on helper threads'
     await until(() => arena.helperThreads === 0, 'idle helpers to leave');
     const starts = arena.helperStarts;
     const [a, b] = operands(s, 3);
-    expect(createWasmMatmul(s, arena)(a, b)).toEqual(createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b));
+    expect(firstBitDifference(createWasmMatmul(s, arena)(a, b), createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b))).toBe(-1);
     await helpersWorkOn(arena, s);
     expect(arena.helperStarts).toBeGreaterThan(starts);
     arena.close();
@@ -102,7 +111,7 @@ describe.runIf(wasmSimdSupported() && threaded)('wasm product on helper threads'
     arena.close();
     await until(() => arena.helperThreads === 0, 'closed helpers to leave');
     const [a, b] = operands(s, 4);
-    expect(createWasmMatmul(s, arena)(a, b)).toEqual(createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b));
+    expect(firstBitDifference(createWasmMatmul(s, arena)(a, b), createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b))).toBe(-1);
     expect(arena.helperThreads).toBe(0);
   });
 
@@ -142,7 +151,7 @@ describe.runIf(wasmSimdSupported())('wasm product threading report', () => {
       expect(arena.threading.reason).toMatch(/getBuiltinModule is missing/);
       const s = shapeOf(1, 256, 128, 128);
       const [a, b] = operands(s, 9);
-      expect(createWasmMatmul(s, arena)(a, b)).toEqual(createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b));
+      expect(firstBitDifference(createWasmMatmul(s, arena)(a, b), createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }))(a, b))).toBe(-1);
       expect(arena.chunks).toEqual({ caller: 0, helpers: 0 });
     } finally {
       process.getBuiltinModule = saved;
