@@ -18,7 +18,7 @@ import * as P from '../ir/primitives.ts';
 import type { NodeId } from '../ir/types.ts';
 import { isDataFree, operands, withOperands } from '../ir/types.ts';
 import { cotangentName } from '../ir/names.ts';
-import { vjpRules } from './vjp-rules.ts';
+import { vjpRules, vjpValueReads } from './vjp-rules.ts';
 
 export interface VjpGraph {
   readonly graph: Graph;
@@ -118,10 +118,10 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
    * (constants) are read, not copied. Random draws are copied: they are counter-based, so the copy
    * draws the same bits, and the forward's mask can die after its last forward reader.
    */
-  const replay = (range: NodeRange, values: ValueMap) => {
+  const replay = (range: NodeRange, values: ValueMap, skip?: ReadonlySet<NodeId>) => {
     for (const id of rangeIds(range)) {
       const node = graph.node(id);
-      if (node.op === 'input' || graph.stored.has(id) || isDataFree(node)) continue;
+      if (skip?.has(id) === true || node.op === 'input' || graph.stored.has(id) || isDataFree(node)) continue;
       const copy = graph.add(withOperands(node, operands(node).map((o) => values.get(o))), node.shape, node.dtype, node.scope);
       values.set(id, copy.id);
     }
@@ -177,11 +177,67 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     }
   };
 
+  /** Regions whose replayed values are handed to the enclosing map (see `deferredRegions`). */
+  const published = new Set<RecomputeRegion>();
+  const publishing = new Set<RecomputeRegion>();
+
   const backpropRecompute = (region: RecomputeRegion, values: ValueMap, entered: ReadonlySet<Region>) => {
     if (!rangeIds(region).some((id) => active(id) && cotangent.has(id))) return;
     const replayed = new ValueMap(values);
     replay(region, replayed);
+    if (publishing.has(region)) {
+      for (const id of rangeIds(region)) values.set(id, replayed.get(id));
+      published.add(region);
+    }
     materializeSums(region, () => walk(region, replayed, entered));
+  };
+
+  /**
+   * The recompute regions directly inside `part` (a block's F or G) whose values reach the rest of
+   * the part only through nodes whose VJP reads none of their values (e.g. the concat and dropout
+   * after a chunked feed-forward's chunks), and those nodes. Rebuilding the block's input needs only the part's
+   * output, so these regions are not replayed for the rebuild: each is replayed once, by its own
+   * VJP, which hands its values on, and the nodes after it are replayed after the walk.
+   */
+  const deferredRegions = (part: NodeRange): { regions: RecomputeRegion[]; nodes: Set<NodeId> } => {
+    const inner = graph.recomputeRegions.filter((r) => r.start >= part.start && r.end <= part.end);
+    const outermost = inner.filter((r) => !inner.some((o) => o !== r && o.start <= r.start && r.end <= o.end));
+    const regions: RecomputeRegion[] = [];
+    const nodes = new Set<NodeId>();
+    for (const region of outermost) {
+      const reached = new Set<NodeId>(rangeIds(region));
+      let linear = true; // the region's values are read by no VJP after it
+      for (let id = region.end; id < part.end && linear; id++) {
+        const node = graph.node(id);
+        const into = operands(node);
+        if (!into.some((o) => reached.has(o))) continue;
+        const read = vjpValueReads(node, into.map(active));
+        linear = !read.out && ![...read.operands].some((k) => reached.has(into[k]!));
+        reached.add(id);
+      }
+      if (!linear) continue;
+      regions.push(region);
+      for (const id of reached) nodes.add(id);
+    }
+    return { regions, nodes };
+  };
+
+  /**
+   * Replays `part` for a rebuild, walks it backward, and completes the replay with what the walk
+   * deferred: regions it never entered (no cotangent reached them) and the nodes after them.
+   */
+  const replayAndWalkPart = (part: NodeRange, walkRange: NodeRange, scope: string, values: ValueMap, entered: ReadonlySet<Region>) => {
+    const deferred = deferredRegions(part);
+    deferred.regions.forEach((r) => publishing.add(r));
+    graph.withScope(scope, () => replay(part, values, deferred.nodes));
+    walk(walkRange, values, entered);
+    const done = new Set<NodeId>();
+    for (const r of deferred.regions) {
+      publishing.delete(r);
+      if (published.delete(r)) rangeIds(r).forEach((id) => done.add(id));
+    }
+    const rest = new Set([...deferred.nodes].filter((id) => !done.has(id)));
+    graph.withScope(scope, () => replay(part, values, new Set(rangeIds(part).filter((id) => !rest.has(id)))));
   };
 
   /**
@@ -197,13 +253,9 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     const y2 = graph.tensor(rebuilt.get(block.y2));
     const scope = `reverse(${block.label})`;
     materializeSums(block, () => {
-      graph.withScope(scope, () => replay(block.g, rebuilt));
-      walk({ start: block.g.start, end: block.end }, rebuilt, entered);
-      graph.withScope(scope, () => {
-        rebuilt.set(block.x2, P.binary('sub', y2, graph.tensor(rebuilt.get(block.g.out))).id);
-        replay(block.f, rebuilt);
-      });
-      walk({ start: block.start, end: block.g.start }, rebuilt, entered);
+      replayAndWalkPart(block.g, { start: block.g.start, end: block.end }, scope, rebuilt, entered);
+      graph.withScope(scope, () => rebuilt.set(block.x2, P.binary('sub', y2, graph.tensor(rebuilt.get(block.g.out))).id));
+      replayAndWalkPart(block.f, { start: block.start, end: block.g.start }, scope, rebuilt, entered);
       graph.withScope(scope, () => rebuilt.set(block.x1, P.binary('sub', y1, graph.tensor(rebuilt.get(block.f.out))).id));
     });
     // When X1 and X2 are one node (after Dup) either rebuilt value stands for it.

@@ -7,6 +7,7 @@
 import type { Tensor } from '../ir/graph.ts';
 import * as P from '../ir/primitives.ts';
 import type { Node, OpName } from '../ir/types.ts';
+import { operands } from '../ir/types.ts';
 
 export interface VjpContext {
   /** The node being differentiated. */
@@ -50,6 +51,59 @@ function swapLast(t: Tensor): Tensor {
 }
 
 const noGradient: Rule = (c) => c.args.map(() => null);
+
+/** Values a VJP rule reads: operands by index, and the node's own output. */
+export interface VjpReads {
+  readonly operands: ReadonlySet<number>;
+  readonly out: boolean;
+}
+
+const reads = (operandIndices: readonly number[], out = false): VjpReads => ({ operands: new Set(operandIndices), out });
+const readsWhen = (...pairs: ReadonlyArray<readonly [boolean, number]>): VjpReads => reads(pairs.filter(([need]) => need).map(([, k]) => k));
+
+/**
+ * The values read by the parts of `node`'s VJP that matter, given which operands need a cotangent
+ * (`needs`, in `operands()` order). Rules may also build parts for operands that need none; those
+ * nodes are dead and read nothing at run time. Kept beside the rules it describes: the reverse walk
+ * relies on it to differentiate a node before values it does not read exist (grad.ts).
+ */
+export function vjpValueReads(node: Node, needs: readonly boolean[]): VjpReads {
+  const [a = false, b = false] = needs;
+  switch (node.op) {
+    case 'reshape':
+    case 'broadcast':
+    case 'transpose':
+    case 'slice':
+    case 'pad':
+    case 'concat':
+    case 'input':
+    case 'const':
+    case 'iota':
+    case 'compare':
+    case 'argmax':
+    case 'argsort':
+    case 'random':
+    case 'stopGradient':
+    case 'cast':
+      return reads([]);
+    case 'binary':
+      if (node.fn === 'add' || node.fn === 'sub') return reads([]);
+      if (node.fn === 'mul') return readsWhen([a, 1], [b, 0]);
+      if (node.fn === 'div') return readsWhen([a || b, 1], [b, 0]);
+      return reads([0, 1]);
+    case 'matmul':
+      return readsWhen([a, 1], [b, 0]);
+    case 'where':
+      return reads([0]);
+    case 'reduce':
+      return node.fn === 'sum' ? reads([]) : reads([0], true);
+    case 'gather':
+    case 'scatterAdd':
+      return reads([1]);
+    default:
+      return reads(operands(node).map((_, k) => k), true);
+  }
+}
 
 export const vjpRules: Record<OpName, Rule> = {
   input: () => [],

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { Dense, Dropout, Gelu, LayerNorm, Relu, Serial, Tanh, type Layer } from '../../dsl/index.ts';
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { closeness } from '../support/numeric.ts';
+import { validateRunConfig, type RunConfig } from '../../reformer/config.ts';
 
 export interface ResidualSpec {
   readonly norm: boolean;
@@ -37,4 +38,31 @@ export function buildResidual(s: ResidualSpec, d: number): Layer {
 /** Largest closeness over tensors (≤ 1 means all close). */
 export function worst(pairs: ReadonlyArray<readonly [HostTensor, HostTensor]>, rtol: number, atol: number): number {
   return Math.max(0, ...pairs.map(([a, b]) => closeness(a.data, b.data, rtol, atol)));
+}
+
+/**
+ * A two-layer local/LSH ReformerLM small enough for the float64 reference: chunked feed-forward
+ * (4 chunks of 4), dropout in the layers and in attention; `train` and `model` override.
+ */
+export function tinyScheduledConfig(train: Partial<RunConfig['train']> = {}, model: Partial<RunConfig['model']> = {}): RunConfig {
+  return validateRunConfig({
+    model: {
+      seqLen: 16,
+      dModel: 16,
+      dFF: 32,
+      nHeads: 2,
+      dHead: 8,
+      nLayers: 2,
+      attention: ['local', 'lsh'],
+      nHashes: 2,
+      chunkLen: 4,
+      ffChunkLen: 4,
+      axialShape: [4, 4],
+      axialDims: [8, 8],
+      dropout: 0.1,
+      attentionDropout: 0.1,
+      ...model,
+    },
+    train,
+  });
 }

@@ -4,32 +4,14 @@
  * run gives the same loss curve on both, on the float64 reference.
  */
 import { describe, expect, it } from 'vitest';
-import { validateRunConfig } from '../../reformer/config.ts';
 import { train } from '../../reformer/train/trainer.ts';
 import { textDataSource } from '../../reformer/train/data-source.ts';
 import { encodeBytes } from '../../reformer/data/bytes.ts';
 import { ReferenceRunner } from '../../runtime/runner.ts';
+import { tinyScheduledConfig } from './support.ts';
 
 const config = (reversible: boolean) =>
-  validateRunConfig({
-    model: {
-      seqLen: 16,
-      dModel: 16,
-      dFF: 32,
-      nHeads: 2,
-      dHead: 8,
-      nLayers: 2,
-      attention: ['local', 'lsh'],
-      nHashes: 2,
-      chunkLen: 4,
-      ffChunkLen: 4,
-      axialShape: [4, 4],
-      axialDims: [8, 8],
-      dropout: 0.1,
-      attentionDropout: 0.1,
-    },
-    train: { batchSize: 2, steps: 20, learningRate: 1e-2, warmupSteps: 5, evalEvery: 1000, evalBatches: 1, checkpointEvery: 1000, reversible },
-  });
+  tinyScheduledConfig({ batchSize: 2, steps: 20, learningRate: 1e-2, warmupSteps: 5, evalEvery: 1000, evalBatches: 1, checkpointEvery: 1000, reversible });
 
 describe('training on the memory schedules', () => {
   it('a 20-step seeded run has the loss curve of plain backprop within 1e-9 (f64, dropout on)', async () => {
