@@ -288,6 +288,7 @@ describe('views addressed element by element', () => {
       P.reshape(exp(x), [24]),
       P.transpose(exp(x), [1, 0]),
       P.slice(exp(x), [1, 0], [2, 6]),
+      P.concat([P.slice(x, [0, 0], [0, 6]), P.slice(y, [1, 0], [0, 6])], 0), // only empty pieces
       P.concat([x, y], 0),
       P.concat([x, exp(x)], 0),
       P.reshape(P.concat([P.slice(x, [2, 0], [2, 6]), P.slice(x, [0, 0], [2, 6])], 0), [24]),
