@@ -55,7 +55,7 @@ describe('DSL layer graphs compiled', () => {
       const s = r.stats;
       expect(s.kernels).toBe(3);
       expect(s.peakBytes).toBeGreaterThan(s.hostBytes);
-      expect(r.description).toMatch(r.backend.name === 'webasm' ? /^gpu\.js webasm \(fused-threaded\)( \[wide indices\]| \[matmul wasm\])?$/ : /^gpu\.js cpu \(generic\)$/);
+      expect(r.description).toMatch(r.backend.name === 'webasm' ? /^gpu\.js webasm \(fused-threaded\)( \[wide indices\]| \[matmul wasm\])?( \[wasm matmul \d threads?(: [^\]]+)?\])?$/ : /^gpu\.js cpu \(generic\)$/);
     }
   });
 });
