@@ -78,8 +78,11 @@ async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds:
     });
     let parameters = 0;
     for (const t of result.params.values()) parameters += t.data.length;
-    const { executor, kernels, segments } = runner.stats;
-    return { seconds, parameters, execution: `${executor}, ${kernels} kernels, ${segments.pipelines}+${segments.standalone} segments` };
+    const { executor, kernels } = runner.stats;
+    // `--baseline` runs this harness against older commits, whose runner may not report segments.
+    const segments = (runner.stats as { readonly segments?: { readonly pipelines: number; readonly standalone: number } }).segments;
+    const cut = segments === undefined ? '' : `, ${segments.pipelines}+${segments.standalone} segments`;
+    return { seconds, parameters, execution: `${executor}, ${kernels} kernels${cut}` };
   } finally {
     runner.destroy();
   }
