@@ -118,10 +118,10 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
    * (constants) are read, not copied. Random draws are copied: they are counter-based, so the copy
    * draws the same bits, and the forward's mask can die after its last forward reader.
    */
-  const replay = (range: NodeRange, values: ValueMap, skip?: ReadonlySet<NodeId>) => {
+  const replay = (range: NodeRange, values: ValueMap, include: (id: NodeId) => boolean = () => true) => {
     for (const id of rangeIds(range)) {
       const node = graph.node(id);
-      if (skip?.has(id) === true || node.op === 'input' || graph.stored.has(id) || isDataFree(node)) continue;
+      if (!include(id) || node.op === 'input' || graph.stored.has(id) || isDataFree(node)) continue;
       const copy = graph.add(withOperands(node, operands(node).map((o) => values.get(o))), node.shape, node.dtype, node.scope);
       values.set(id, copy.id);
     }
@@ -177,9 +177,11 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     }
   };
 
-  /** Regions whose replayed values are handed to the enclosing map (see `deferredRegions`). */
-  const published = new Set<RecomputeRegion>();
-  const publishing = new Set<RecomputeRegion>();
+  /**
+   * Regions whose replayed values are handed to the enclosing map (see `deferredRegions`), each with
+   * whether the walk has replayed it yet.
+   */
+  const publishing = new Map<RecomputeRegion, boolean>();
 
   const backpropRecompute = (region: RecomputeRegion, values: ValueMap, entered: ReadonlySet<Region>) => {
     if (!rangeIds(region).some((id) => active(id) && cotangent.has(id))) return;
@@ -187,7 +189,7 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
     replay(region, replayed);
     if (publishing.has(region)) {
       for (const id of rangeIds(region)) values.set(id, replayed.get(id));
-      published.add(region);
+      publishing.set(region, true);
     }
     materializeSums(region, () => walk(region, replayed, entered));
   };
@@ -195,9 +197,10 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
   /**
    * The recompute regions directly inside `part` (a block's F or G) whose values reach the rest of
    * the part only through nodes whose VJP reads none of their values (e.g. the concat and dropout
-   * after a chunked feed-forward's chunks), and those nodes. Rebuilding the block's input needs only the part's
-   * output, so these regions are not replayed for the rebuild: each is replayed once, by its own
-   * VJP, which hands its values on, and the nodes after it are replayed after the walk.
+   * after a chunked feed-forward's chunks), and those nodes. Rebuilding the block's input needs
+   * only the part's output, so these regions are not replayed for the rebuild: each is replayed
+   * once, by its own VJP, which hands its values on, and the nodes after it are replayed after the
+   * walk.
    */
   const deferredRegions = (part: NodeRange): { regions: RecomputeRegion[]; nodes: Set<NodeId> } => {
     const inner = graph.recomputeRegions.filter((r) => r.start >= part.start && r.end <= part.end);
@@ -228,16 +231,13 @@ export function vjp(source: Graph, outputs: readonly NodeId[], wrt: readonly Nod
    */
   const replayAndWalkPart = (part: NodeRange, walkRange: NodeRange, scope: string, values: ValueMap, entered: ReadonlySet<Region>) => {
     const deferred = deferredRegions(part);
-    deferred.regions.forEach((r) => publishing.add(r));
-    graph.withScope(scope, () => replay(part, values, deferred.nodes));
+    deferred.regions.forEach((r) => publishing.set(r, false));
+    graph.withScope(scope, () => replay(part, values, (id) => !deferred.nodes.has(id)));
     walk(walkRange, values, entered);
-    const done = new Set<NodeId>();
-    for (const r of deferred.regions) {
-      publishing.delete(r);
-      if (published.delete(r)) rangeIds(r).forEach((id) => done.add(id));
-    }
-    const rest = new Set([...deferred.nodes].filter((id) => !done.has(id)));
-    graph.withScope(scope, () => replay(part, values, new Set(rangeIds(part).filter((id) => !rest.has(id)))));
+    const replayed = deferred.regions.filter((r) => publishing.get(r) === true);
+    deferred.regions.forEach((r) => publishing.delete(r));
+    const byWalk = (id: NodeId) => replayed.some((r) => id >= r.start && id < r.end);
+    graph.withScope(scope, () => replay(part, values, (id) => deferred.nodes.has(id) && !byWalk(id)));
   };
 
   /**

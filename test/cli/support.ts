@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tinyModelJson } from '../support/tiny-model.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const bin = join(repoRoot, 'bin', 'reformer.js');
@@ -82,22 +83,7 @@ export function tinySetup(dir: string, train: Record<string, unknown>, model: Re
   writeFileSync(
     config,
     JSON.stringify({
-      model: {
-        seqLen: 16,
-        dModel: 16,
-        dFF: 32,
-        nHeads: 2,
-        dHead: 8,
-        nLayers: 2,
-        attention: ['local', 'lsh'],
-        nHashes: 1,
-        chunkLen: 8,
-        ffChunkLen: 8,
-        axialShape: [4, 4],
-        axialDims: [8, 8],
-        dropout: 0.1,
-        ...model,
-      },
+      model: tinyModelJson(model),
       train: { batchSize: 2, learningRate: 0.01, warmupSteps: 2, evalBatches: 1, ...train },
     }),
   );

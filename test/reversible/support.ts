@@ -7,6 +7,7 @@ import { Dense, Dropout, Gelu, LayerNorm, Relu, Serial, Tanh, type Layer } from 
 import type { HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { closeness } from '../support/numeric.ts';
 import { validateRunConfig, type RunConfig } from '../../reformer/config.ts';
+import { tinyModelJson } from '../support/tiny-model.ts';
 
 export interface ResidualSpec {
   readonly norm: boolean;
@@ -46,23 +47,7 @@ export function worst(pairs: ReadonlyArray<readonly [HostTensor, HostTensor]>, r
  */
 export function tinyScheduledConfig(train: Partial<RunConfig['train']> = {}, model: Partial<RunConfig['model']> = {}): RunConfig {
   return validateRunConfig({
-    model: {
-      seqLen: 16,
-      dModel: 16,
-      dFF: 32,
-      nHeads: 2,
-      dHead: 8,
-      nLayers: 2,
-      attention: ['local', 'lsh'],
-      nHashes: 2,
-      chunkLen: 4,
-      ffChunkLen: 4,
-      axialShape: [4, 4],
-      axialDims: [8, 8],
-      dropout: 0.1,
-      attentionDropout: 0.1,
-      ...model,
-    },
+    model: tinyModelJson({ nHashes: 2, chunkLen: 4, ffChunkLen: 4, attentionDropout: 0.1, ...model }),
     train,
   });
 }
