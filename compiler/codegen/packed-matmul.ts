@@ -68,8 +68,9 @@ export function packedGeometry(mm: Node & { op: 'matmul' }, aShape: readonly num
 }
 
 /**
- * Whether a matmul group is written packed. Float index arithmetic must stay exact (below 2^24
- * for every packed buffer, and no wide-mode group), and k ≥ 1 and a non-empty output.
+ * Whether a matmul group is written packed. Float index arithmetic must stay exact: every packed
+ * buffer holds at most 2^24 floats (its indices reach 2^24 - 1), and no wide-mode group; k ≥ 1 and
+ * a non-empty output. (The LSH layer's chunk products at L = 16K are exactly 2^24.)
  */
 export function usePacked(
   plan: KernelPlan,
@@ -86,7 +87,7 @@ export function usePacked(
   const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
   if (g.k === 0 || g.m === 0 || g.n === 0) return undefined;
   const sizes = [g.batch * g.quads * 4 * g.k, g.batch * g.nPad * g.k, g.batch * g.quads * 4 * g.nPad];
-  if (sizes.some((s) => s >= FLOAT32_EXACT_INT)) return undefined;
+  if (sizes.some((s) => s > FLOAT32_EXACT_INT)) return undefined;
   if (strategy === 'auto' && g.batch * g.m * g.n * g.k < PACKED_MATMUL_MIN_MACS) return undefined;
   return { mmId, engine };
 }

@@ -85,6 +85,47 @@ describe('packed matmul groups', () => {
     for (const r of runners) await expectMatchesReference(r, g, feeds);
   });
 
+  it('packs while every packed buffer holds at most 2^24 floats (indices up to 2^24 - 1 are exact), not past', () => {
+    // the LSH layer's chunk products at L = 16K: 2048 windows of [64 × 64] · [64 × 128] give a product of exactly 2^24
+    const g = new Graph();
+    const q = g.input('q', [2048, 64, 64]);
+    const kv = g.input('kv', [2048, 128, 64]);
+    const kt = P.transpose(kv, [0, 2, 1]);
+    const atLimit = P.matmul(q, kt);
+    const past = P.matmul(g.input('q2', [2049, 64, 64]), g.input('k2', [2049, 64, 128]));
+    g.outputs = [atLimit.id, past.id];
+    const c = compile(g, g.outputs, { matmul: 'auto' });
+    const packed = c.plan.groups.filter((grp) => usePacked(c.plan, grp, 'auto', false) !== undefined);
+    expect(packed.map((grp) => grp.root)).toEqual([atLimit.id]);
+  });
+
+  it('a product of exactly 2^24 floats with a packed view and an epilogue matches the reference at its last index', async () => {
+    const wasm = runners.find((r) => r.description.includes('wasm'));
+    if (wasm === undefined) return;
+    const [m, k, n] = [4096, 4, 4096];
+    const g = new Graph();
+    const feeds: Record<string, HostTensor> = {};
+    const at = f32(g, feeds, 'at', [k, m], 21);
+    const b = f32(g, feeds, 'b', [k, n], 22);
+    const bias = f32(g, feeds, 'bias', [n], 23);
+    const y = P.binary('add', P.matmul(P.transpose(at, [1, 0]), b), P.broadcastTo(bias, [m, n]));
+    g.outputs = [y.id];
+    const c = compile(g, g.outputs, { matmul: 'wasm' });
+    expect(c.kernels.some((kk) => kk.native !== undefined)).toBe(true);
+    const [out] = await wasm.run(g, feeds);
+    const [av, bv, cv] = [feeds.at!.data, feeds.b!.data, feeds.bias!.data];
+    let worst = 0;
+    for (const i of [0, 1, m / 2, m - 2, m - 1]) {
+      for (let j = 0; j < n; j++) {
+        let acc = cv[j]!;
+        for (let p = 0; p < k; p++) acc += av[p * m + i]! * bv[p * n + j]!;
+        worst = Math.max(worst, Math.abs(out!.data[i * n + j]! - acc));
+      }
+    }
+    expect(out!.data.length).toBe(2 ** 24);
+    expect(worst).toBeLessThan(1e-5);
+  });
+
   it("'auto' packs from PACKED_MATMUL_MIN_MACS multiply-adds on, not below", () => {
     const g = new Graph();
     const m = 64;
