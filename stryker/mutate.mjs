@@ -1,6 +1,9 @@
 /**
- * `npm run mutate -- <group> [--budget MINUTES] [--incremental] [--mutate FILE,FILE] [--concurrency N]`:
+ * `npm run mutate -- <group> [--budget MINUTES] [--incremental] [--mutate FILE,FILE] [--concurrency N] [--as NAME]`:
  * runs Stryker on one group (stryker/groups.mjs) and prints the wall time.
+ *
+ * `--as NAME` names the run's sandbox and reports (`reports/mutation/NAME.*`) instead of the
+ * group, so narrowed runs of one group can run side by side without sharing files.
  *
  * `--incremental` reuses the results of the group's previous run for mutants whose code and
  * covering tests did not change. `--mutate` narrows the run to some of the group's files. The
@@ -13,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { groups } from './groups.mjs';
 
 const args = process.argv.slice(2);
-const usage = `usage: npm run mutate -- <${Object.keys(groups).join('|')}> [--budget MINUTES] [--incremental] [--mutate FILE,FILE] [--concurrency N]`;
+const usage = `usage: npm run mutate -- <${Object.keys(groups).join('|')}> [--budget MINUTES] [--incremental] [--mutate FILE,FILE] [--concurrency N] [--as NAME]`;
 const group = args[0];
 if (group === undefined || !(group in groups)) {
   console.error(group === undefined ? usage : `mutate: unknown group '${group}'; ${usage}`);
@@ -35,7 +38,12 @@ const budgetMinutes = numberFlag('--budget');
 const concurrency = numberFlag('--concurrency') ?? 1;
 const incremental = args.includes('--incremental');
 const only = args.includes('--mutate') ? ['--mutate', args[args.indexOf('--mutate') + 1] ?? ''] : [];
-const incrementalFile = `reports/mutation/${group}.incremental.json`;
+const reportName = args.includes('--as') ? args[args.indexOf('--as') + 1] ?? '' : group;
+if (!/^[A-Za-z0-9_-]+$/.test(reportName)) {
+  console.error(`mutate: --as needs a name of letters, digits, '-' or '_', got '${reportName}'`);
+  process.exit(2);
+}
+const incrementalFile = `reports/mutation/${reportName}.incremental.json`;
 
 // The package exports only its API; its CLI sits beside package.json.
 const strykerBin = join(dirname(createRequire(import.meta.url).resolve('@stryker-mutator/core/package.json')), 'bin', 'stryker.js');
@@ -60,7 +68,7 @@ function stryker(vitestConfig) {
     child = spawn(process.execPath, [strykerBin, 'run', 'stryker/stryker.config.mjs', '--incremental', ...only], {
       stdio: 'inherit',
       detached: true,
-      env: { ...process.env, MUTATE_GROUP: group, MUTATE_CONCURRENCY: String(concurrency), MUTATE_VITEST_CONFIG: vitestConfig },
+      env: { ...process.env, MUTATE_GROUP: group, MUTATE_REPORT: reportName, MUTATE_CONCURRENCY: String(concurrency), MUTATE_VITEST_CONFIG: vitestConfig },
     });
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
   });
@@ -70,5 +78,5 @@ if (!incremental) rmSync(incrementalFile, { force: true });
 const code = await stryker('stryker/vitest.config.ts');
 if (timer !== undefined) clearTimeout(timer);
 const seconds = Math.round((Date.now() - started) / 1000);
-console.log(`mutate ${group}: ${overBudget ? 'stopped after' : 'finished in'} ${seconds} s (concurrency ${concurrency})`);
+console.log(`mutate ${reportName}: ${overBudget ? 'stopped after' : 'finished in'} ${seconds} s (concurrency ${concurrency})`);
 process.exit(overBudget ? 124 : code);

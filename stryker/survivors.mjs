@@ -1,5 +1,5 @@
 /**
- * `node stryker/survivors.mjs <group>`: the score of a group's last run (reports/mutation/<group>.json)
+ * `node stryker/survivors.mjs <group or --as name>`: the score of a group's last run (reports/mutation/<name>.json)
  * per file, and each surviving or uncovered mutant on one line (file:line mutator → replacement).
  * Static (import-time) mutants are left out of the score whatever their status: the vitest runner
  * here does not activate them (see stryker/stryker.config.mjs); they are counted apart.
