@@ -122,6 +122,7 @@ function axisBase(w: KernelWriter, outLen: number, len: number, inner: number, o
 function scatterGrid(plan: KernelPlan, group: KernelGroup, wide: number): KernelSource | undefined {
   const g = plan.graph;
   const root = g.node(group.root);
+  // Stryker disable next-line ConditionalExpression: a type guard, called for scatterAdd roots only
   if (root.op !== 'scatterAdd') return undefined;
   const { len: lenOut, inner } = axisSplit(root.shape, root.axis);
   const ix = g.node(root.index);

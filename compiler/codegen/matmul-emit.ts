@@ -39,6 +39,7 @@ export function packedProductAt(w: KernelWriter, n: Node, idx: Expr): Expr {
   if (onGrid) {
     z = g.batch > 1 ? w.div(thread('y'), g.m) : int(0);
     i = g.m === 1 ? int(0) : g.batch > 1 ? w.mod(thread('y'), g.m) : thread('y');
+    // Stryker disable next-line ConditionalExpression: equivalent, a 2-D launch has a multiple of 4 columns, never 1
     j = g.n === 1 ? int(0) : thread('x');
   } else {
     [z, i, j] = w.coords(idx, [g.batch, g.m, g.n]) as [Expr, Expr, Expr];
@@ -69,8 +70,11 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   const onGrid =
     w.grid !== undefined &&
     idx === w.grid.index &&
+    // Stryker disable next-line ConditionalExpression: equivalent, the shape check below already makes the root's columns n
     w.grid.cols === nn &&
+    // Stryker disable next-line ConditionalExpression: equivalent, a root of another rank never matches the shape check below (cols is a multiple of 4)
     rootShape.length === rank &&
+    // Stryker disable next-line MethodExpression,ConditionalExpression: equivalent, read at the launch's own flat index with n columns, (y, x) gives its (batch, row) and column whatever the root's shape
     rootShape.every((d, i) => d === n.shape[i]);
   let batch: Expr;
   let row: Expr;
@@ -80,6 +84,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
     const rows = sizeOf(n.shape) / nn;
     batch = rank > 2 && rows > m ? w.div(thread('y'), m) : int(0);
     row = m === 1 ? int(0) : rows > m ? w.mod(thread('y'), m) : thread('y');
+    // Stryker disable next-line ConditionalExpression: equivalent, a 2-D launch has a multiple of 4 columns, never 1
     col = nn === 1 ? int(0) : thread('x');
   } else {
     const c = w.coords(idx, n.shape);
@@ -106,6 +111,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
     const view = viewOf(w.graph, (x) => x !== w.root && w.plan.buffers.has(x), id);
     if (view === undefined) return [{ begin: 0, read: decomposed() }];
     const param = w.params.get(view.buffer);
+    // Stryker disable next-line ConditionalExpression,StringLiteral: an internal invariant (every buffer a view reaches is one of the group's reads)
     if (param === undefined) throw new Error(`codegen internal: buffer %${view.buffer} is not a parameter of this kernel`);
     const coords = [...batchCoords, outerAxis === rank - 2 ? outer : int(0), outerAxis === rank - 1 ? outer : int(0)];
     // the pieces along k, each a view whose k axis has one stride
@@ -148,7 +154,9 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   };
   const segA = segments(n.a, row, rank - 2, rank - 1);
   const segB = segments(n.b, col, rank - 1, rank - 2);
+  // Stryker disable next-line ConditionalExpression: equivalent, a segment of a several-piece operand carries no walk
   const walkA = segA.length === 1 ? segA[0]!.walk : undefined;
+  // Stryker disable next-line ConditionalExpression: equivalent, a segment of a several-piece operand carries no walk
   const walkB = segB.length === 1 ? segB[0]!.walk : undefined;
   if (walkA && walkB && (walkA.factors.length > 1 || walkB.factors.length > 1)) {
     const digits = commonFactors(walkA.factors, walkB.factors);
@@ -157,6 +165,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
   const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
   const acc = w.declare('acc', float(0));
+    // Stryker disable next-line EqualityOperator: equivalent, a pass past the last cut (to undefined) emits nothing
   for (let c = 0; c + 1 < cuts.length; c++) {
     const [from, to] = [cuts[c]!, cuts[c + 1]!];
     const readA = pick(segA, from);
@@ -168,7 +177,9 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
     };
     const len = to - from;
     const unroll = Math.min(MATMUL_UNROLL, len);
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent, cuts are distinct so every stretch has len >= 1
     const main = unroll > 0 ? Math.floor(len / unroll) * unroll : 0;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent, main >= unroll >= 1 for every stretch
     if (main > 0) {
       const p = w.fresh('p');
       w.loopBy(p, from, from + main, unroll, () => {

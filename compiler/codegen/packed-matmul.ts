@@ -83,6 +83,7 @@ export function usePacked(
   const mmId = group.fusedMatmul ?? (group.kind === 'matmul' ? group.root : undefined);
   if (mmId === undefined) return undefined;
   const mm = plan.graph.node(mmId);
+  // Stryker disable next-line ConditionalExpression: a type guard, a matmul group's root or fused matmul is a matmul
   if (mm.op !== 'matmul') return undefined;
   const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
   if (g.k === 0 || g.m === 0 || g.n === 0) return undefined;
@@ -97,6 +98,7 @@ function bufferReads(plan: KernelPlan, id: NodeId, root: NodeId, stop?: NodeId):
   const seen = new Set<NodeId>();
   const out = new Set<NodeId>();
   const walk = (x: NodeId): void => {
+    // Stryker disable next-line ConditionalExpression: equivalent, walking a node again adds nothing to the set (costs time only)
     if (seen.has(x)) return;
     seen.add(x);
     if (x !== root && plan.buffers.has(x)) {
