@@ -29,6 +29,7 @@ import { operands, sizeOf } from '../ir/types.ts';
 import { KernelWriter } from './emit.ts';
 import { add, binary, call, float, int, isZero, mul, paren, select, sum, thread, type Expr } from './kernel-ir.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
+import type { WasmMatmulShape } from './wasm-matmul.ts';
 
 /** Multiply-adds at which 'auto' packs a matmul: below it the extra kernels and the host round trip cost more than they save. */
 export const PACKED_MATMUL_MIN_MACS = 2 ** 26;
@@ -197,8 +198,25 @@ export interface PackedKernels {
 }
 
 /** The wasm product: C row-major [batch][4·quads][nPad] (see wasm-matmul.ts); `source` only describes it. */
-function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey[], g: PackedGeometry, packed: { a: boolean; b: boolean }): KernelSource {
-  const native = { batch: g.batch, m: g.m, mPad: 4 * g.quads, k: g.k, n: g.n, nPad: g.nPad, packedA: packed.a, packedB: packed.b };
+function wasmProduct(
+  key: string,
+  group: KernelGroup,
+  params: readonly BufferKey[],
+  g: PackedGeometry,
+  plain: { readonly a: PlainOperand | undefined; readonly b: PlainOperand | undefined },
+): KernelSource {
+  const native: WasmMatmulShape = {
+    batch: g.batch,
+    m: g.m,
+    mPad: 4 * g.quads,
+    k: g.k,
+    n: g.n,
+    nPad: g.nPad,
+    packedA: plain.a === undefined,
+    packedB: plain.b === undefined,
+    ...(plain.a?.transposed === true ? { transposedA: true } : {}),
+    ...(plain.b?.transposed === true ? { transposedB: true } : {}),
+  };
   const size = native.batch * native.mPad * native.nPad;
   return {
     name: key,
@@ -214,6 +232,38 @@ function wasmProduct(key: string, group: KernelGroup, params: readonly BufferKey
   };
 }
 
+/**
+ * The buffer holding an operand's elements in its own row-major order: the operand itself when it
+ * is a buffer, or the buffer under a chain of reshapes (a reshape keeps row-major order); else
+ * undefined (a view that moves elements, or a value computed inside the group).
+ */
+function rowMajorBuffer(plan: KernelPlan, group: KernelGroup, operand: NodeId): NodeId | undefined {
+  for (let id = operand; id !== group.root; ) {
+    if (plan.buffers.has(id)) return id;
+    const n = plan.graph.node(id);
+    if (n.op !== 'reshape') return undefined;
+    id = n.x;
+  }
+  return undefined;
+}
+
+/** A matmul operand the wasm product reads from a buffer itself: in row-major order, or transposed (last two axes swapped). */
+interface PlainOperand {
+  readonly buffer: NodeId;
+  readonly transposed: boolean;
+}
+
+function plainOperand(plan: KernelPlan, group: KernelGroup, operand: NodeId): PlainOperand | undefined {
+  const rowMajor = rowMajorBuffer(plan, group, operand);
+  if (rowMajor !== undefined) return { buffer: rowMajor, transposed: false };
+  const n = plan.graph.node(operand);
+  if (n.op !== 'transpose' || operand === group.root) return undefined;
+  const r = n.perm.length;
+  const swapsLastTwo = n.perm.every((p, i) => p === (i === r - 2 ? r - 1 : i === r - 1 ? r - 2 : i));
+  const buffer = swapsLastTwo ? rowMajorBuffer(plan, group, n.x) : undefined;
+  return buffer === undefined ? undefined : { buffer, transposed: true };
+}
+
 /** Kernels 1–3 of a packed group; the caller writes kernel 4 with `product` as a KernelWriter option. */
 export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: NodeId, engine: ProductEngine): PackedKernels {
   const mm = plan.graph.node(mmId) as Node & { op: 'matmul' };
@@ -222,11 +272,12 @@ export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: 
     // row-major [batch][m][n] without padding is the root's own layout when nothing follows the product
     const direct = group.root === mmId && g.m % 4 === 0 && g.n % 8 === 0;
     const key = direct ? nodeKey(group.root) : `${group.name}.product`;
-    // an operand that is a buffer itself is packed by the product while copying it in
-    const isBuffer = (id: NodeId) => id !== group.root && plan.buffers.has(id);
-    const packs = [isBuffer(mm.a) ? undefined : packKernel(plan, group, mm.a, 'A', g), isBuffer(mm.b) ? undefined : packKernel(plan, group, mm.b, 'B', g)];
-    const params = [packs[0]?.output ?? nodeKey(mm.a), packs[1]?.output ?? nodeKey(mm.b)];
-    const product = wasmProduct(key, group, params, g, { a: packs[0] !== undefined, b: packs[1] !== undefined });
+    // an operand read straight from a buffer (row-major, or with its last two axes swapped) is
+    // packed by the product while copying it in: no pack kernel, no pipeline step
+    const [plainA, plainB] = [plainOperand(plan, group, mm.a), plainOperand(plan, group, mm.b)];
+    const packs = [plainA === undefined ? packKernel(plan, group, mm.a, 'A', g) : undefined, plainB === undefined ? packKernel(plan, group, mm.b, 'B', g) : undefined];
+    const params = [packs[0]?.output ?? nodeKey(plainA!.buffer), packs[1]?.output ?? nodeKey(plainB!.buffer)];
+    const product = wasmProduct(key, group, params, g, { a: plainA, b: plainB });
     return {
       kernels: [...packs.filter((k): k is KernelSource => k !== undefined), product],
       product: { key, param: 'bp', geometry: g },

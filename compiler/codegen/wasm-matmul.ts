@@ -28,6 +28,7 @@ const sleb = (v: number): number[] => {
   for (;;) {
     const byte = v & 0x7f;
     v >>= 7;
+    // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,UnaryOperator: i32c is only given 0..32, one byte each, which the first test already ends
     if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
       out.push(byte);
       return out;
@@ -130,6 +131,9 @@ export interface WasmMatmulShape {
    */
   readonly packedA: boolean;
   readonly packedB: boolean;
+  /** A plain A (B) arrives with its last two axes swapped: [batch][k][m] ([batch][n][k]), e.g. a weight read as Wᵀ. */
+  readonly transposedA?: boolean;
+  readonly transposedB?: boolean;
 }
 
 /** C (row-major [batch][mPad][nPad]) from packed A and B; a fresh array, the arena is reused. */
@@ -160,6 +164,7 @@ const compiledModules = new Map<boolean, WebAssembly.Module>();
 
 function compiledModule(shared: boolean): WebAssembly.Module {
   let module = compiledModules.get(shared);
+  // Stryker disable next-line ConditionalExpression: compiling again gives the same module (the cache saves time only)
   if (module === undefined) {
     module = new WebAssembly.Module(wasmMatmulModule(shared));
     compiledModules.set(shared, module);
@@ -264,27 +269,45 @@ export function createWasmMatmul(shape: WasmMatmulShape, arena: WasmMatmulArena 
       throw new RangeError(`wasm matmul: operands of ${packedA.length} and ${packedB.length} floats, expected ${wantA} and ${wantB}`);
     }
     const f32 = arena.reserve(cOff + batch * cLen);
+    // Plain operands are packed while copied in, each loop reading its source contiguously. Row
+    // quads of A: (r, kk) → ((r >> 2)·k + kk)·4 + (r & 3); column octets of B: (kk, j) → ((j >> 3)·k
+    // + kk)·8 + (j & 7). Padded rows and columns are zeroed (the arena holds an earlier product's bytes).
     if (shape.packedA) f32.set(packedA, aOff);
     else {
-      // row quads: (r, kk) → ((r >> 2)·k + kk)·4 + (r & 3); padded rows are zeroed (the arena holds an earlier product's bytes)
       if (m < mPad) f32.fill(0, aOff, bOff);
       for (let z = 0; z < batch; z++) {
-        for (let r = 0; r < m; r++) {
-          const src = (z * m + r) * k;
-          const dst = aOff + z * aLen + (r >> 2) * k * 4 + (r & 3);
-          for (let kk = 0; kk < k; kk++) f32[dst + kk * 4] = packedA[src + kk]!;
+        const dz = aOff + z * aLen;
+        if (shape.transposedA === true) {
+          for (let kk = 0; kk < k; kk++) {
+            const src = (z * k + kk) * m;
+            for (let r = 0; r < m; r++) f32[dz + (r >> 2) * k * 4 + kk * 4 + (r & 3)] = packedA[src + r]!;
+          }
+        } else {
+          for (let r = 0; r < m; r++) {
+            const src = (z * m + r) * k;
+            const dst = dz + (r >> 2) * k * 4 + (r & 3);
+            for (let kk = 0; kk < k; kk++) f32[dst + kk * 4] = packedA[src + kk]!;
+          }
         }
       }
     }
     if (shape.packedB) f32.set(packedB, bOff);
     else {
-      // column octets: (kk, j) → ((j >> 3)·k + kk)·8 + (j & 7); padded columns are zeroed
       if (n < nPad) f32.fill(0, bOff, cOff);
       for (let z = 0; z < batch; z++) {
-        for (let kk = 0; kk < k; kk++) {
-          const src = (z * k + kk) * n;
-          const dst = bOff + z * bLen + kk * 8;
-          for (let j = 0; j < n; j++) f32[dst + (j >> 3) * k * 8 + (j & 7)] = packedB[src + j]!;
+        const dz = bOff + z * bLen;
+        if (shape.transposedB === true) {
+          for (let j = 0; j < n; j++) {
+            const src = (z * n + j) * k;
+            const dst = dz + (j >> 3) * k * 8 + (j & 7);
+            for (let kk = 0; kk < k; kk++) f32[dst + kk * 8] = packedB[src + kk]!;
+          }
+        } else {
+          for (let kk = 0; kk < k; kk++) {
+            const src = (z * k + kk) * n;
+            const dst = dz + kk * 8;
+            for (let j = 0; j < n; j++) f32[dst + (j >> 3) * k * 8 + (j & 7)] = packedB[src + j]!;
+          }
         }
       }
     }

@@ -13,7 +13,8 @@ import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
 import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
-import { availableBackends, expectMatchesReference, values } from './support.ts';
+import { availableBackends, expectMatchesReference, runSourcesOnHost, values } from './support.ts';
+import { evaluate } from '../../compiler/reference/evaluate.ts';
 
 /** Both products: the gpu.js Array(4) kernel and our wasm SIMD module. */
 let runners: CompiledRunner[] = [];
@@ -85,6 +86,39 @@ describe('packed matmul groups', () => {
     for (const r of runners) await expectMatchesReference(r, g, feeds);
   });
 
+  it('operands read straight from buffers (reshaped, or with the last two axes swapped) are packed by the wasm product: no pack kernels', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 13 }),
+        fc.integer({ min: 1, max: 19 }),
+        fc.integer({ min: 1, max: 11 }),
+        fc.integer({ min: 1, max: 1000 }),
+        async (bt, m, n, k, seed) => {
+          const g = new Graph();
+          const feeds: Record<string, HostTensor> = {};
+          const xt = f32(g, feeds, 'xt', [bt, k, m], seed); // A = xtᵀ: [bt, m, k]
+          const w = f32(g, feeds, 'w', [bt, n, k], seed + 1); // B = wᵀ: [bt, k, n]
+          const flat = f32(g, feeds, 'flat', [bt * m * k], seed + 2); // A = reshape(flat): [bt, m, k]
+          const a = P.transpose(xt, [0, 2, 1]);
+          const b = P.transpose(w, [0, 2, 1]);
+          g.outputs = [P.matmul(a, b).id, P.matmul(P.reshape(flat, [bt, m, k]), b).id];
+          const c = compile(g, g.outputs, { matmul: 'wasm' });
+          expect(c.kernels.filter((kk) => kk.name.includes('.pack'))).toEqual([]);
+          const natives = c.kernels.filter((kk) => kk.native !== undefined).map((kk) => kk.native!);
+          expect(natives.map((nt) => [nt.packedA, nt.packedB, nt.transposedA === true, nt.transposedB === true])).toEqual([
+            [false, false, true, true],
+            [false, false, false, true],
+          ]);
+          const wasm = runners.find((r) => r.description.includes('wasm'));
+          if (wasm !== undefined) await expectMatchesReference(wasm, g, feeds);
+          else runSourcesOnHost(g, feeds, g.outputs, evaluate(g, feeds, g.outputs));
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+
   it('packs while every packed buffer holds at most 2^24 floats (indices up to 2^24 - 1 are exact), not past', () => {
     // the LSH layer's chunk products at L = 16K: 2048 windows of [64 × 64] · [64 × 128] give a product of exactly 2^24
     const g = new Graph();
@@ -99,7 +133,7 @@ describe('packed matmul groups', () => {
     expect(packed.map((grp) => grp.root)).toEqual([atLimit.id]);
   });
 
-  it('a product of exactly 2^24 floats with a packed view and an epilogue matches the reference at its last index', async () => {
+  it('a product of exactly 2^24 floats, A a transposed view, with an epilogue matches the reference at its last index', async () => {
     const wasm = runners.find((r) => r.description.includes('wasm'));
     if (wasm === undefined) return;
     const [m, k, n] = [4096, 4, 4096];
