@@ -80,8 +80,9 @@ async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds:
     for (const t of result.params.values()) parameters += t.data.length;
     const { executor, kernels } = runner.stats;
     // `--baseline` runs this harness against older commits, whose runner may not report segments.
-    const segments = (runner.stats as { readonly segments?: { readonly pipelines: number; readonly standalone: number } }).segments;
-    const cut = segments === undefined ? '' : `, ${segments.pipelines}+${segments.standalone} segments`;
+    const segments = (runner.stats as { readonly segments?: { readonly pipelines: number; readonly standalone: number; readonly threaded?: number } }).segments;
+    const threaded = segments?.threaded === undefined ? '' : `, ${segments.threaded} pipelines on a worker pool`;
+    const cut = segments === undefined ? '' : `, ${segments.pipelines}+${segments.standalone} segments${threaded}`;
     return { seconds, parameters, execution: `${executor}, ${kernels} kernels${cut}` };
   } finally {
     runner.destroy();

@@ -30,6 +30,14 @@ import type { Feeds, GraphRunner } from './runner.ts';
 const MAX_THREADED_PIPELINES = 4;
 
 /**
+ * A pipeline built per run that took at least this long on the calling thread gets a worker pool
+ * from its next run on. Spawning and ending a pool costs about 50 ms per pipeline (measured: a
+ * d 256, L 2048 training step of 111 per-run pipelines went from 6.9 to 12.8 s with every pipeline
+ * threaded), and 2 workers save at most half of a segment's time.
+ */
+export const THREADED_SEGMENT_MIN_MS = 200;
+
+/**
  * Pipeline memory a graph may keep between runs however small its memory plan: below this, every
  * pipeline stays built (its wasm memory and compiled modules reused run after run).
  */
@@ -58,8 +66,11 @@ export interface RunnerStats {
   readonly kernels: number;
   /** Distinct compiled kernels so far (kernels are shared by source across layers and graphs). */
   readonly distinctKernels: number;
-  /** How the last run's kernels were split: pipelines and standalone (`Array(4)`) kernels. */
-  readonly segments: { readonly pipelines: number; readonly standalone: number };
+  /**
+   * How the last run's kernels were split: pipelines and standalone (`Array(4)`, native) kernels,
+   * and how many pipelines ran on a worker pool (gpu.js's fused-threaded executor) last time.
+   */
+  readonly segments: { readonly pipelines: number; readonly standalone: number; readonly threaded: number };
   /** Whether the last run's pipelines stay built between runs, and what they would hold if they all did (estimate). */
   readonly pipelineMemory: { readonly mode: PipelineMemory; readonly retainedBytes: number };
   /** Memory plan of the last run's graph. */
@@ -99,6 +110,11 @@ export interface CompiledRunnerOptions {
    * max(the memory plan's peak, 64 MiB), then they are built per run (see PipelineMemory).
    */
   readonly pipelineMemory?: 'auto' | PipelineMemory;
+  /**
+   * A pipeline built per run that ran this long on the calling thread gets its own worker pool
+   * from its next run on (default THREADED_SEGMENT_MIN_MS; Infinity: never).
+   */
+  readonly threadedSegmentMinMs?: number;
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -126,6 +142,10 @@ interface Segment {
   /** Why this segment runs kernel by kernel instead of as a pipeline. */
   fallback?: string;
   checked: boolean;
+  /** A per-run pipeline long enough on the calling thread to pay for its own worker pool (THREADED_SEGMENT_MIN_MS). */
+  wantsPool?: boolean;
+  /** How gpu.js ran the pipeline last time (`fused-sync`, `fused-threaded`, ...). */
+  lastKind?: string;
 }
 
 interface Executable {
@@ -171,11 +191,12 @@ export class CompiledRunner implements GraphRunner {
     private readonly wide = false,
     private readonly matmul: MatmulStrategy = 'auto',
     private readonly pipelineMemory: 'auto' | PipelineMemory = 'auto',
+    private readonly threadedSegmentMinMs = THREADED_SEGMENT_MIN_MS,
   ) {}
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
     const backend = await openBackend(options.backend ?? 'auto');
-    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto', options.pipelineMemory ?? 'auto');
+    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto', options.pipelineMemory ?? 'auto', options.threadedSegmentMinMs);
   }
 
   get description(): string {
@@ -203,6 +224,7 @@ export class CompiledRunner implements GraphRunner {
       segments: {
         pipelines: exe?.segments.filter((s) => !s.standalone).length ?? 0,
         standalone: exe?.segments.filter((s) => s.standalone).length ?? 0,
+        threaded: exe?.segments.filter((s) => s.lastKind === 'fused-threaded').length ?? 0,
       },
       pipelineMemory: { mode: exe?.pipelineMemory ?? 'retained', retainedBytes: exe?.retainedBytes ?? 0 },
       buffers: exe?.memory.slots.length ?? 0,
@@ -327,8 +349,9 @@ export class CompiledRunner implements GraphRunner {
       // products would keep hundreds of idle workers alive (measured: 476 threads, 11.8 GB RSS for
       // a 4-layer L=16K training step), so beyond a few segments they run on the calling thread.
       // A pipeline built per run would spawn its worker pool per run as well.
+      // A pipeline built per run that has proved long enough to pay for its pool gets one.
       const pipelines = exe.segments.filter((s) => !s.standalone).length;
-      const threads = exe.pipelineMemory === 'retained' && pipelines <= MAX_THREADED_PIPELINES;
+      const threads = (exe.pipelineMemory === 'retained' && pipelines <= MAX_THREADED_PIPELINES) || seg.wantsPool === true;
       seg.pipeline = gpu.createPipeline(orchestrate, threads ? undefined : { threads: false });
     } catch (e) {
       seg.fallback = `gpu.createPipeline failed: ${(e as Error).message}`;
@@ -438,8 +461,13 @@ export class CompiledRunner implements GraphRunner {
       this.drawRandom(exe, graph, feeds, seg.first, seg.last, results);
       const perRun = exe.pipelineMemory === 'per-run' && !seg.standalone && seg.fallback === undefined;
       if (perRun) this.buildPipeline(exe, seg);
-      if (seg.pipeline !== undefined) kinds.add(await this.runPipeline(exe, seg, results));
-      else {
+      if (seg.pipeline !== undefined) {
+        const started = performance.now();
+        const kind = await this.runPipeline(exe, seg, results);
+        if (perRun && kind === 'fused-sync' && performance.now() - started >= this.threadedSegmentMinMs) seg.wantsPool = true;
+        seg.lastKind = kind;
+        kinds.add(kind);
+      } else {
         await this.runKernels(exe, seg, results);
         if (!seg.standalone) kinds.add('kernel-by-kernel');
       }
