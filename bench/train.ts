@@ -82,7 +82,7 @@ async function stepSeconds(config: RunConfig, timed: number): Promise<{ seconds:
     // `--baseline` runs this harness against older commits, whose runner may not report segments.
     const segments = (runner.stats as { readonly segments?: { readonly pipelines: number; readonly standalone: number; readonly threaded?: number } }).segments;
     const threaded = segments?.threaded === undefined ? '' : `, ${segments.threaded} pipelines on a worker pool`;
-    const cut = segments === undefined ? '' : `, ${segments.pipelines}+${segments.standalone} segments${threaded}`;
+    const cut = segments === undefined ? '' : `, ${segments.pipelines} pipelines + ${segments.standalone} standalone segments${threaded}`;
     return { seconds, parameters, execution: `${executor}, ${kernels} kernels${cut}` };
   } finally {
     runner.destroy();
@@ -203,7 +203,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   );
   if (withPeer) console.log('parameters: ours / PyTorch peer; PyTorch ÷ ours: its tokens/s over ours (> 1: PyTorch is faster)');
   // the runner threads at most a few pipelines per graph (runtime/compiled-runner.ts), so say how each step ran
-  for (const r of rows) console.log(`${r.config}: ${r.execution} (pipelines + standalone segments)`);
+  for (const r of rows) console.log(`${r.config}: ${r.execution}`);
   if (peer !== undefined && 'skipped' in peer) console.log(`PyTorch peer not run: ${peer.skipped}`);
   if (peer !== undefined && 'blas' in peer) console.log(`PyTorch ${peer.version}, ${peer.threads} threads, BLAS: ${peer.blas}`);
   if (dispatch.length > 0) {
