@@ -89,7 +89,14 @@ export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs,
   const kernels: KernelSource[] = [];
   for (const group of plan.groups) {
     if (sizeOf(graph.node(group.root).shape) === 0) continue; // nothing to compute; the runtime makes an empty array
-    kernels.push(...groupKernels(plan, group, { grid: options.grid ?? true, wide: options.wide ?? false, matmul: options.matmul ?? 'dot' }));
+    kernels.push(
+      ...groupKernels(plan, group, {
+        // Stryker disable next-line LogicalOperator: groupKernels reads an undefined grid as true
+        grid: options.grid ?? true,
+        wide: options.wide ?? false,
+        matmul: options.matmul ?? 'dot',
+      }),
+    );
   }
   const buffers = new Map<BufferKey, BufferInfo>();
   for (const id of plan.buffers.keys()) {

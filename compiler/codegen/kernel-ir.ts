@@ -67,6 +67,7 @@ export const isZero = (e: Expr): boolean => isInt(e, 0);
 export function floatLiteral(v: number): string {
   if (Number.isNaN(v)) throw new Error('codegen: NaN constants are not supported in kernels');
   // Beyond float32 range: rounds to ±Infinity in the kernel, as the constant would in float32.
+  // Stryker disable next-line EqualityOperator: v is ±Infinity here, so v >= 0 is v > 0
   if (!Number.isFinite(v)) return v > 0 ? '1e39' : '(-1e39)';
   let s = String(Math.abs(v));
   if (Number.isInteger(Math.abs(v)) && !s.includes('e')) s += '.0';
