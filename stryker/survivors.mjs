@@ -1,24 +1,33 @@
 /**
- * `node stryker/survivors.mjs <group or --as name>`: the score of a group's last run (reports/mutation/<name>.json)
- * per file, and each surviving or uncovered mutant on one line (file:line mutator → replacement).
+ * `node stryker/survivors.mjs <name> [<name> ...]`: the score of a mutation run
+ * (reports/mutation/<name>.json: a group's name, or a run's `--as NAME`) per file, and each
+ * surviving or uncovered mutant on one line (file:line mutator → replacement). Given several runs
+ * (narrowed runs of one group, side by side), each file is taken from the last run named that
+ * mutated it, and the total is over all of them.
  * Static (import-time) mutants are left out of the score whatever their status: the vitest runner
  * here does not activate them (see stryker/stryker.config.mjs); they are counted apart.
  */
 import { readFileSync } from 'node:fs';
 
-const group = process.argv[2];
-if (group === undefined) {
-  console.error('usage: node stryker/survivors.mjs <group>');
+const names = process.argv.slice(2);
+if (names.length === 0) {
+  console.error('usage: node stryker/survivors.mjs <group or --as name> [<name> ...]');
   process.exit(2);
 }
-const path = `reports/mutation/${group}.json`;
-let report;
-try {
-  report = JSON.parse(readFileSync(path, 'utf8'));
-} catch (e) {
-  console.error(`survivors: cannot read ${path} (run npm run mutate -- ${group} first): ${e.message}`);
-  process.exit(1);
+/** file → its mutants, from the last run named that mutated it */
+const files = new Map();
+for (const name of names) {
+  const path = `reports/mutation/${name}.json`;
+  let report;
+  try {
+    report = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    console.error(`survivors: cannot read ${path} (run npm run mutate -- <group> [--as ${name}] first): ${e.message}`);
+    process.exit(1);
+  }
+  for (const [file, { mutants }] of Object.entries(report.files)) files.set(file, mutants);
 }
+const group = names.join(' + ');
 
 const detected = new Set(['Killed', 'Timeout']);
 const counted = new Set(['Killed', 'Timeout', 'Survived', 'NoCoverage']);
@@ -26,7 +35,7 @@ let all = 0; // counted mutants
 let caught = 0;
 let ignored = 0;
 let statics = 0;
-for (const [file, { mutants: all_ }] of Object.entries(report.files)) {
+for (const [file, all_] of files) {
   const mutants = all_.filter((m) => !m.static);
   const nStatic = all_.length - mutants.length;
   statics += nStatic;
