@@ -339,9 +339,9 @@ describe('wide mode keeps every index exact where float locals would round', () 
   it('the interpreter sees float rounding: float-index kernels past 2^12 elements go wrong, wide ones do not', () => {
     const { g, feeds, f32 } = setup();
     const x = f32('x', [5, 30, 40], 1);
-    // after the outer coordinate, the rest (below 4800) is still past 2^12
-    const long = f32('long', [2, 3, 1600], 17);
-    g.outputs = [P.unary('exp', P.transpose(x, [2, 0, 1])).id, P.unary('exp', P.transpose(long, [2, 0, 1])).id];
+    // after the outer coordinate (stride 4200), the rest is still past 2^12
+    const long = f32('long', [2100, 2, 2], 17);
+    g.outputs = [P.unary('exp', P.transpose(x, [2, 0, 1])).id, P.unary('exp', P.transpose(long, [1, 2, 0])).id];
     expectEmulated(g, feeds, { wide: true }, BITS);
     expect(() => expectEmulated(g, feeds, {}, BITS)).toThrow(/differ|of a buffer of/);
     // with float32's 24 bits both are exact at this size
@@ -694,6 +694,9 @@ describe('index arithmetic: each coordinate once, nothing dead', () => {
     h.outputs = [P.unary('exp', P.broadcastTo(h.input('x', [3, 1]), [2, 3, 4])).id];
     expect(sources(h)[0]).toContain('let v4 = b0[c2];');
     expect(sources(h, { wide: true })[0]).toContain('let v5 = b0[((c3 | 0))];');
+    const one = new Graph();
+    one.outputs = [P.unary('exp', P.broadcastTo(one.input('x', [1, 1]), [3, 4])).id];
+    for (const options of [{}, { wide: true }]) expect(sources(one, options)[0]).toMatch(/let v\d+ = b0\[0\];/);
   });
 
   it('the float-local limit is inclusive: 16 elements are indexed from a local, a rest below stride 16 is bound', () => {
@@ -718,6 +721,8 @@ describe('index arithmetic: each coordinate once, nothing dead', () => {
     expect(large).toContain('Math.floor(((c1 | 0) * 24) / 4096)');
     expect(large).toContain('((c7 | 0) * 4096 + (c8 | 0))');
     for (const src of [small, large]) expect(src).not.toContain('(this.thread.x | 0)');
+    // one batch: B's base is 0, which needs no holding however large B is
+    expect(mm(1, 3, 12)).not.toContain('4096');
   });
 
   it('matmul operand views: no zero terms, no zero offsets, one remainder per inner factor', () => {
@@ -729,13 +734,19 @@ describe('index arithmetic: each coordinate once, nothing dead', () => {
     const kv = g.input('kv', [4, 3, d]);
     const rolled = P.concat([P.slice(kv, [3, 0, 0], [1, 3, d]), P.slice(kv, [0, 0, 0], [3, 3, d])], 0);
     const window = P.concat([kv, rolled], 1);
-    g.outputs = [P.matmul(heads, P.transpose(heads, [0, 2, 1])).id, P.matmul(g.input('qc', [4, 3, d]), P.transpose(window, [0, 2, 1])).id, P.matmul(merged, g.input('wo', [h * d, 5])).id];
+    const shared = P.broadcastTo(g.input('shared', [6, 4]), [3, 6, 4]);
+    g.outputs = [
+      P.matmul(heads, P.transpose(heads, [0, 2, 1])).id,
+      P.matmul(g.input('qc', [4, 3, d]), P.transpose(window, [0, 2, 1])).id,
+      P.matmul(merged, g.input('wo', [h * d, 5])).id,
+      P.matmul(g.input('ab', [3, 5, 6]), shared).id,
+    ];
     for (const options of [{}, { wide: true }]) {
       for (const src of sources(g, options)) {
         expect(src).not.toMatch(/[-+*] 0\b(?!\.)/);
         expect(src).not.toMatch(/\b0 \* /);
       }
     }
-    expect(sources(g).map((src) => count(src, ' % '))).toEqual([2, 2, 1]);
+    expect(sources(g).map((src) => count(src, ' % '))).toEqual([2, 2, 1, 1]);
   });
 });
