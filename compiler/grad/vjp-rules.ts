@@ -68,6 +68,7 @@ const readsWhen = (...pairs: ReadonlyArray<readonly [boolean, number]>): VjpRead
  * relies on it to differentiate a node before values it does not read exist (grad.ts).
  */
 export function vjpValueReads(node: Node, needs: readonly boolean[]): VjpReads {
+  // Stryker disable next-line BooleanLiteral: a default stands only for an operand the node lacks, and no case with fewer operands reads a or b
   const [a = false, b = false] = needs;
   switch (node.op) {
     case 'reshape':
