@@ -82,6 +82,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   if (onGrid) {
     // thread.y enumerates (batch, row) pairs; only thread-y terms, so the A index stays uniform
     const rows = sizeOf(n.shape) / nn;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent for the rank test, at rank 2 rows = m
     batch = rank > 2 && rows > m ? w.div(thread('y'), m) : int(0);
     row = m === 1 ? int(0) : rows > m ? w.mod(thread('y'), m) : thread('y');
     // Stryker disable next-line ConditionalExpression: equivalent, a 2-D launch has a multiple of 4 columns, never 1
@@ -108,6 +109,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
       const step = strides[kAxis]!;
       return (p) => w.value(id, w.index(isZero(base) ? mul(w.iv(p), int(step)) : add(base, mul(w.iv(p), int(step)))));
     };
+    // Stryker disable next-line ConditionalExpression: equivalent, an operand's view never reaches the group root (the graph is acyclic)
     const view = viewOf(w.graph, (x) => x !== w.root && w.plan.buffers.has(x), id);
     if (view === undefined) return [{ begin: 0, read: decomposed() }];
     const param = w.params.get(view.buffer);
@@ -116,8 +118,10 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
     const coords = [...batchCoords, outerAxis === rank - 2 ? outer : int(0), outerAxis === rank - 1 ? outer : int(0)];
     // the pieces along k, each a view whose k axis has one stride
     const pieces: Array<{ begin: number; view: View }> =
+      // Stryker disable next-line ConditionalExpression: equivalent for the kind test, a strided view has no concat axis
       view.kind === 'concat' && view.axis === kAxis ? [...view.parts] : [{ begin: 0, view }];
     const limit = sizeOf(w.graph.node(view.buffer).shape);
+    // Stryker disable next-line ConditionalExpression: equivalent for the kind test, only a thread coordinate has an axis
     const lane = outer.kind === 'thread' && outer.axis === 'x';
     const originOf = (pv: View, shift: number): Expr => {
       // wide mode: the lane coordinate (thread.x, an i32) stays out of the held base, so the
@@ -148,6 +152,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
         const at = step === 0 ? origin : isZero(origin) ? term : add(origin, term);
         return w.bind(load(param, w.index(at)), 'v');
       };
+      // Stryker disable next-line ConditionalExpression,ArrayDeclaration: equivalent, walks are read only for one-piece operands, and a k of 1 walks nothing either way
       const walk = pieces.length === 1 ? { origin, factors: k === 1 ? [] : [{ size: k, stride: step }], param } : undefined;
       return { begin, read, ...(walk ? { walk } : {}) };
     });

@@ -154,7 +154,15 @@ describe('dot products over a k axis of several factors', () => {
     const b = P.reshape(P.broadcastTo(c.f32('y', [5, 1, 2]), [5, 3, 2]), [15, 2]);
     // both operands broadcast along the same inner factor: one digit where neither advances
     const b2 = P.reshape(P.broadcastTo(c.f32('y2', [3, 1, 2]), [3, 5, 2]), [15, 2]);
-    c.run([P.matmul(a, c.f32('w', [15, 8])), P.matmul(c.f32('z', [2, 15]), b), P.matmul(a, b2)]);
+    // B's k axis with a unit-stride factor: the transpose of merged heads
+    const bt = P.transpose(P.reshape(P.transpose(P.reshape(c.f32('h', [3, 12]), [3, 2, 6]), [0, 2, 1]), [3, 12]), [1, 0]);
+    const outs = [P.matmul(a, c.f32('w', [15, 8])), P.matmul(c.f32('z', [2, 15]), b), P.matmul(a, b2), P.matmul(c.f32('z2', [2, 12]), bt)];
+    c.run(outs);
+    const compiled = c.compile(outs);
+    for (const t of outs) {
+      expect(writer(compiled, t).source).toMatch(/for \(let q/);
+      expect(unfolded(writer(compiled, t).source)).toEqual([]);
+    }
   });
 
   it('the walked loops read both operands in place, with A uniform along a launch row', () => {
@@ -261,6 +269,14 @@ describe('dot products over a k axis of several factors', () => {
     expect(writer(compiled, empty).source).not.toContain('for (');
   });
 
+  it('a concat along k of views of one buffer, one piece of several factors: read by flat index', () => {
+    const c = new Case();
+    const x = c.f32('x', [3, 2, 3]);
+    const a = P.concat([P.reshape(P.transpose(x, [0, 2, 1]), [3, 6]), P.reshape(x, [3, 6])], 1);
+    const y = P.matmul(a, c.f32('w', [12, 4]));
+    c.run([y]);
+  });
+
   it('commonFactors: the common refinement of two factorisations, or undefined when cuts do not nest', () => {
     expect(commonFactors([{ size: 6, stride: 1 }], [{ size: 6, stride: 5 }])).toEqual([{ size: 6, sa: 1, sb: 5 }]);
     expect(commonFactors([{ size: 2, stride: 1 }, { size: 3, stride: 2 }], [{ size: 6, stride: 7 }])).toEqual([
@@ -278,6 +294,8 @@ describe('dot products over a k axis of several factors', () => {
     expect(commonFactors([{ size: 4, stride: 1 }], [{ size: 2, stride: 1 }])).toBeUndefined();
     expect(commonFactors([{ size: 2, stride: 1 }], [{ size: 2, stride: 9 }, { size: 2, stride: 1 }])).toBeUndefined();
     expect(commonFactors([], [])).toEqual([]);
+    // cuts that do not nest, even where the totals agree
+    expect(commonFactors([{ size: 2, stride: 3 }, { size: 3, stride: 1 }], [{ size: 3, stride: 2 }, { size: 2, stride: 1 }])).toBeUndefined();
   });
 });
 
@@ -311,6 +329,8 @@ describe('2-D launches of matmul groups', () => {
       expect(k.source).not.toMatch(/i_flat [/%]/);
       expect(k.source.includes(`Math.floor(this.thread.y / ${m})`)).toBe(b > 1 && m > 1);
       expect(k.source.includes(`this.thread.y % ${m}`)).toBe(b > 1 && m > 1);
+      // one row: thread.y only builds the flat index
+      if (b * m === 1) expect(k.source.match(/this\.thread\.y/g)).toHaveLength(1);
       expect(undeclared(k.source)).toEqual([]);
       expect(unfolded(k.source)).toEqual([]);
       // each unrolled offset is bound once and read by both operands
@@ -335,6 +355,7 @@ describe('2-D launches of matmul groups', () => {
     c.run([flat]);
     expect(writer(c.compile([flat]), flat).dims).toEqual([12]);
     expect(writer(c.compile([flat], { matmul: 'packed' }), flat).dims).toEqual([12]);
+    expect(writer(c.compile([square], { matmul: 'packed' }), square).dims).toEqual([8, 4]);
     // no batch axis: no batch coordinate is taken from the flat index
     expect(writer(on, ragged).source).not.toContain('/ 18)');
     const off = c.compile(outs, { grid: false });
@@ -405,14 +426,15 @@ describe('packed matmul groups', () => {
 
   it('is not packed when a packed buffer would pass 2^24 floats, or when k, m or n is 0', () => {
     const c = new Case();
-    const E = 4096; // 4096 · 4096 = 2^24
+    // 4093 rows or columns pad to 4096 (4096 · 4096 = 2^24), while every tensor stays below 2^24 (no wide mode)
     const mm = (name: string, m: number, k: number, n: number): Tensor => P.matmul(c.g.input(`${name}a`, [m, k]), c.g.input(`${name}b`, [k, n]));
     const cases: Array<[Tensor, boolean]> = [
-      [mm('fit', E, E, 4), true], // A exactly 2^24
-      [mm('a', E, E + 1, 4), false], // A past it
-      [mm('b', 4, E + 1, E), false], // B past it
-      [mm('c', E, 1, E + 4), false], // the product past it
-      [mm('cfit', E, 1, E), true],
+      [mm('fit', 4093, 4096, 4), true], // packed A exactly 2^24
+      [mm('a', 4093, 4097, 4), false], // packed A past it
+      [mm('b', 4, 4097, 4093), false], // packed B past it
+      [mm('c', 4093, 1, 4097), false], // the product past it
+      [mm('cfit', 4093, 1, 4093), true],
+      [mm('wide', 4096, 4097, 4), false], // A itself past 2^24: a wide-mode group
       [mm('k0', 4, 0, 4), false],
       [mm('m0', 0, 3, 4), false],
       [mm('n0', 4, 3, 0), false],
@@ -440,10 +462,12 @@ describe('packed matmul groups', () => {
         const k = writer(compiled, t);
         expect(k.dims).toEqual(n % 4 === 0 ? [n, b * m] : [b * m * n]);
         expect(k.params).toEqual([`${k.group}.product`]);
+        expect(k.source.includes('i_flat')).toBe(n % 4 === 0);
         if (n % 4 !== 0) return;
         expect(k.source).not.toMatch(/i_flat [/%]/);
         expect(k.source.includes(`this.thread.y / ${m}`)).toBe(b > 1 && m > 1);
         expect(k.source.includes(`this.thread.y % ${m}`)).toBe(b > 1 && m > 1);
+        if (b * m === 1) expect(k.source.match(/this\.thread\.y/g)).toHaveLength(1);
         // only the column term varies along a launch row
         expect(k.source.match(/this\.thread\.x/g)).toHaveLength(2);
       });
@@ -503,6 +527,10 @@ describe('packed matmul groups', () => {
       for (let z = 0; z < 2; z++) for (let p = 0; p < 8 / width; p++) for (let kk = 0; kk < 3; kk++) for (let j = 0; j < width; j++) expectB.push(width * p + j < 6 ? B[z * 18 + kk * 6 + width * p + j]! : 0);
       expect(run('packA')).toEqual(expectA);
       expect(run('packB')).toEqual(expectB);
+      // operands of whole panels are read without clamp or select
+      const d = new Case();
+      const z = P.matmul(P.cast(d.i32('a', [4, 3], 5), 'f32'), P.cast(d.i32('b', [3, 8], 5), 'f32'));
+      for (const k of d.compile([z], { matmul: engine }).kernels.filter((x) => x.name.includes('.pack'))) expect(k.source).not.toMatch(/Math\.min|\?/);
     }
   });
 
@@ -543,6 +571,8 @@ describe('packed matmul groups', () => {
     expect(src.match(/s0 \+=/g)).toHaveLength(21);
     expect(src).toContain('const bt4 = b[(bq | 0) + 80];');
     expect(src).not.toContain('thread.z');
+    expect(src).not.toMatch(/\+ 0\]/);
+    expect(src.split('\n')[0]).toBe('function (a, b) {');
     expect(packedProductSource(mm(2, 5, 21, 6))).toContain('(this.thread.z * 2 + this.thread.y) * 84');
     expect(packedProductSource(mm(2, 5, 3, 6))).toContain('this.thread.z * 2 + (this.thread.x >> 2)');
     expect(packedProductSource(g21, 4)).toContain('for (let kk = 0; kk < 20; kk += 4) {');
@@ -577,7 +607,15 @@ describe('scatter grids, sort passes and wide indices', () => {
       // one outer row kept as an axis of 1
       [rows('k', [1], 6, 8, 5), [8, 5]],
       [rows('l', [1], DIRECT_SCATTER_MAX_LEN + 3, 4, 3), [4, 3]],
+      // an index of lower rank than the updates, varying along an outer axis
+      [P.scatterAdd(c.f32('um', [2, 3, 6, 8]), P.broadcastTo(c.i32('pm', [3, 6, 1], 5), [2, 3, 6, 8]), 2, 5), [8, 30]],
+      [P.scatterAdd(c.f32('un', [2, 3, 35, 4]), P.broadcastTo(c.i32('pn', [3, 35, 1], 5), [2, 3, 35, 4]), 2, 5), [4, 30]],
     ];
+    // a broadcast index constant along the scatter axis as well: every update of a row hits one target
+    cases.push([P.scatterAdd(c.f32('uo', [2, 35, 8]), P.broadcastTo(c.i32('po', [2, 1, 1], 5), [2, 35, 8]), 1, 5), [8, 10]]);
+    // exactly DIRECT_SCATTER_MAX_LEN updates per row: the direct loop, one kernel
+    const direct = P.scatterAdd(c.f32('udirect', [2, DIRECT_SCATTER_MAX_LEN, 4]), c.i32('pdirect', [2, DIRECT_SCATTER_MAX_LEN, 4], 3), 1, 3);
+    cases.push([direct, [24]]);
     // a broadcast index that is a buffer itself (also an output) is read as it is
     const kept = P.broadcastTo(c.i32('pkept', [3, 6, 1], 5), [3, 6, 8]);
     cases.push([P.scatterAdd(c.f32('ukept', [3, 6, 8]), kept, 1, 5), [120]]);
@@ -599,8 +637,15 @@ describe('scatter grids, sort passes and wide indices', () => {
     expect(writer(on, cases[0]![0]).source).toContain('Math.floor(this.thread.y / 5)');
     expect(writer(on, cases[7]![0]).source).not.toContain('Math.floor(this.thread.y');
     expect(writer(on, cases[6]![0]).source).toContain('Math.floor(this.thread.y / 5)');
-    expect(writer(on, cases[10]![0]).source).not.toContain('Math.floor(this.thread.y');
-    expect(writer(on, cases[11]![0]).source).not.toContain('Math.floor(this.thread.y');
+    for (const i of [1, 7, 10, 11]) expect(writer(on, cases[i]![0]).source).not.toMatch(/Math\.floor\(this\.thread\.y|this\.thread\.y %/);
+    // a sorted scatter by a broadcast index sorts the small index only: passes over [outer', len], not [outer, len, inner]
+    const sorted = (t: Tensor) => on.kernels.filter((k) => k.group === writer(on, t).group);
+    const g = sorted(cases[6]![0]);
+    expect(g.map((k) => k.name.slice(k.group.length))).toEqual(['.pass0', '.pass1', '.pass2', '.pass3', '.pass4', '.pass5', '.starts', '']);
+    expect(g.map((k) => k.output.slice(k.group.length))).toEqual(['.pass0', '.pass1', '.pass2', '.pass3', '.pass4', '.order', '.starts', '']);
+    expect(g.map((k) => k.size)).toEqual([70, 70, 70, 70, 70, 70, 12, 80]);
+    expect(sorted(cases[13]![0]).map((k) => k.size)).toEqual([105, 105, 105, 105, 105, 105, 18, 120]);
+    expect(sorted(cases[7]![0]).map((k) => k.size)).toEqual([140, 140, 140, 140, 140, 140, 16, 12]);
   });
 
   it('a scatterAdd with no updates along its axis sums nothing', () => {
