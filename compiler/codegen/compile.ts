@@ -84,6 +84,7 @@ export interface CompileOptions {
 }
 
 export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
+  // Stryker disable next-line ConditionalExpression: the planner reads { maxReads: undefined } as no bound
   const plan = planKernels(graph, wanted, options.maxReads === undefined ? {} : { maxReads: options.maxReads });
   checkLimits(graph, plan);
   const kernels: KernelSource[] = [];

@@ -623,7 +623,9 @@ describe('StatementWriter', () => {
     const a = w.bind(binary('+', local('x'), int(1)), 't', 'k');
     expect(w.bind(binary('+', local('x'), int(2)), 't', 'k')).toBe(a);
     for (const atom of [local('y'), int(2), float(1.5), paren(int(4)), paren(float(0.5))]) expect(w.bind(atom)).toBe(atom);
-    expect(w.finish([], a)).toBe('function () {\n  let t0 = x + 1;\n  return t0;\n}');
+    // unnamed temporaries are t<n>
+    const b = w.bind(binary('*', local('x'), local('x')));
+    expect(w.finish([], binary('+', a, b))).toBe('function () {\n  let t0 = x + 1;\n  let t1 = x * x;\n  return t0 + t1;\n}');
   });
 
   it('an if without an else prints none; loops raise loopMax to their bound', () => {
