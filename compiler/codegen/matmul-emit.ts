@@ -101,7 +101,8 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   type Read = (p: Expr) => Expr;
   /** A view operand walked by digits of its k factors: buffer index = origin + Σ digitⱼ·strideⱼ. */
   type Walk = { origin: Expr; factors: readonly Factor[]; param: string };
-  type Segment = { begin: number; read: Read; walk?: Walk };
+  /** `prepare` writes what the read holds (a base index) before any loop, where every later read sees it. */
+  type Segment = { begin: number; read: Read; walk?: Walk; prepare?: () => void };
   const segments = (id: NodeId, outer: Expr, outerAxis: number, kAxis: number): Segment[] => {
     const decomposed = (): Read => {
       const strides = stridesOf(w.graph.node(id).shape);
@@ -138,9 +139,15 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
       // by nested loops when it is one piece; the flat read stays as the fallback
       const only = pieces.length === 1 ? pieces[0]!.view : undefined;
       if (only?.kind !== 'strided') return [{ begin: 0, read: decomposed() }];
+      // the flat read is written only when the walk is not taken, and then before the loops: a
+      // base held inside the first loop body would be out of scope in the straight-line rest
       let fallback: Read | undefined;
-      const read: Read = (p) => (fallback ??= decomposed())(p);
-      return [{ begin: 0, read, walk: { origin: originOf(only, 0), factors: only.axes[kAxis]!, param } }];
+      const prepare = (): void => void (fallback ??= decomposed());
+      const read: Read = (p) => {
+        prepare();
+        return fallback!(p);
+      };
+      return [{ begin: 0, read, prepare, walk: { origin: originOf(only, 0), factors: only.axes[kAxis]!, param } }];
     }
     return pieces.map(({ begin, view: pv }) => {
       const step = axisStride(pv, kAxis)!;
@@ -167,6 +174,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
     const digits = commonFactors(walkA.factors, walkB.factors);
     if (digits !== undefined) return walkedDot(w, walkA, walkB, digits);
   }
+  for (const seg of [...segA, ...segB]) seg.prepare?.();
   const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
   const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
   const acc = w.declare('acc', float(0));

@@ -221,6 +221,16 @@ describe('dot products over a k axis of several factors', () => {
     expect(k.source).toMatch(/for \(let p\d+ = 0; p\d+ < 12; p\d+ \+= 4\)/);
   });
 
+  it('a fallback read whose base is held is declared before the loop, so the straight-line rest after it sees it (k % 4 ≠ 0)', () => {
+    const c = new Case();
+    // k = 15 on both sides from broadcasts: A's factors (3, 5) and B's (3, 5) with other strides; the cuts do not nest
+    const a = P.reshape(P.broadcastTo(c.f32('x', [4, 3, 1]), [4, 3, 5]), [4, 15]);
+    const b = P.reshape(P.broadcastTo(c.f32('y', [5, 1, 2]), [5, 3, 2]), [15, 2]);
+    const y = P.matmul(a, b);
+    // before the fix the held base was declared inside the first loop body: ReferenceError in the rest
+    c.run([y]);
+  });
+
   it('a concat along k with a multi-factor piece, and a computed operand, read by flat index', () => {
     const c = new Case();
     const a = P.concat([P.reshape(P.transpose(c.f32('h', [2, 3, 2]), [1, 0, 2]), [3, 4]), c.f32('t', [3, 3])], 1);
