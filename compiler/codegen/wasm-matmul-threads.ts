@@ -83,6 +83,7 @@ function runChunks(ctl: Int32Array, mm: ProductFn, at: typeof CONTROL, tally: nu
       g = stop;
     }
     Atomics.add(ctl, tally, 1);
+    // Stryker disable next-line ConditionalExpression,EqualityOperator,ArithmeticOperator: only a caller waiting for a helper's last chunk needs this wake; without it the caller sees done one WAIT_SLICE_MS later, an extra wake finds nothing new
     if (Atomics.add(ctl, at.done, 1) + 1 === total) Atomics.notify(ctl, at.done);
   }
 }
@@ -188,6 +189,7 @@ export class MatmulHelpers {
     const chunks = Math.ceil(totalQuads / perChunk);
     const gen = ((Atomics.load(ctl, CONTROL.word) >>> 12) + 1) & 0xfffff;
     // no claim succeeds while the parameters change: the previous job's word is closed first
+    // Stryker disable next-line UnaryOperator: the generation is read before this store; a word closed with generation 0 refuses claims the same
     Atomics.store(ctl, CONTROL.word, (Atomics.load(ctl, CONTROL.word) & ~0xfff) | CLOSED);
     ctl[CONTROL.chunks] = chunks;
     ctl[CONTROL.quadsPerChunk] = perChunk;
@@ -205,6 +207,7 @@ export class MatmulHelpers {
     while (Atomics.load(ctl, CONTROL.launched) - Atomics.load(ctl, CONTROL.left) < this.helpers) this.launch();
     runChunks(ctl, this.mm, CONTROL, CONTROL.byCaller);
     for (let done = Atomics.load(ctl, CONTROL.done); done < chunks; done = Atomics.load(ctl, CONTROL.done)) {
+      // Stryker disable next-line EqualityOperator: a wake before the slice ends comes from a helper finishing or leaving; the throw also needs every helper gone and done unchanged
       const timedOut = Atomics.wait(ctl, CONTROL.done, done, WAIT_SLICE_MS) === 'timed-out';
       if (timedOut && Atomics.load(ctl, CONTROL.launched) === Atomics.load(ctl, CONTROL.left) && Atomics.load(ctl, CONTROL.done) === done) {
         throw new Error(`wasm matmul: helper threads left with ${chunks - done} of ${chunks} chunks claimed and unfinished`);
