@@ -408,6 +408,30 @@ describe('packed matmul groups', () => {
   /** Names of a compiled graph's kernels, by group. */
   const names = (c: CompiledGraph): string[] => c.kernels.map((k) => k.name);
 
+  it('the wasm product reads a buffer, a reshape of one or one with its last two axes swapped itself; other views get a pack kernel', () => {
+    const c = new Case();
+    const x = c.f32('x', [2, 5, 6]);
+    const w = c.f32('w', [2, 7, 6]);
+    const plain = P.matmul(P.reshape(c.f32('flat', [60]), [2, 5, 6]), P.transpose(w, [0, 2, 1])); // [2, 5, 7]: no pack kernels
+    const batchSwap = P.matmul(P.transpose(c.f32('xs', [5, 2, 6]), [1, 0, 2]), P.transpose(w, [0, 2, 1])); // A's batch and row axes swapped
+    // batch axes swapped as well as the last two: not a plain transposed read either
+    const bothSwapped = P.matmul(P.transpose(c.f32('x4', [2, 3, 5, 6]), [1, 0, 3, 2]), c.f32('w4', [3, 2, 5, 4]));
+    const outs = [plain, batchSwap, bothSwapped, P.matmul(P.unary('tanh', x), P.transpose(w, [0, 2, 1]))];
+    c.run(outs, [{ matmul: 'wasm' }]);
+    const compiled = c.compile(outs, { matmul: 'wasm' });
+    const packs = (t: Tensor): string[] => {
+      const group = writer(compiled, t).group;
+      return compiled.kernels.filter((k) => k.group === group && k.name.includes('.pack')).map((k) => k.name.replace(/^.*\./, ''));
+    };
+    expect(outs.slice(0, 3).map(packs)).toEqual([[], ['packA'], ['packA']]);
+    const natives = outs.slice(0, 3).map((t) => compiled.kernels.find((k) => k.group === writer(compiled, t).group && k.native !== undefined)!.native!);
+    expect(natives.map((nt) => [nt.packedA, nt.packedB, nt.transposedA === true, nt.transposedB === true])).toEqual([
+      [false, false, false, true],
+      [true, false, false, true],
+      [true, false, false, false],
+    ]);
+  });
+
   it('which strategy packs a group: dot never, packed and wasm always, auto from PACKED_MATMUL_MIN_MACS on; never with the grid off', () => {
     const c = new Case();
     const y = P.matmul(c.f32('a', [3, 5]), c.f32('w', [5, 8]));
