@@ -755,6 +755,10 @@ describe('scatter grids, sort passes and wide indices', () => {
     expect(splits((c) => P.argsort(c.i32('k', [1, RANK_SORT_MAX_LEN + 1, 4], 3), 1))).toEqual([true, true, true, true, true, true]);
     const scatter = (c: Case) => P.scatterAdd(c.f32('u', [1, DIRECT_SCATTER_MAX_LEN + 1, 4]), c.i32('i', [1, DIRECT_SCATTER_MAX_LEN + 1, 4], 3), 1, 3);
     expect(splits(scatter, { grid: false })).toEqual([true, true, true, true, true, true, true, true]);
+    // and how many: in the sorted scatter's last kernel both held bases (the key row, the updates' base) are split
+    const c8 = new Case();
+    const counts = c8.compile([scatter(c8)], { wide: true, grid: false }).kernels.map((k) => (k.source.match(/4096/g) ?? []).length);
+    expect(counts).toEqual([8, 12, 12, 12, 12, 12, 6, 10]);
     expect(splits((c) => P.matmul(c.f32('a', [3, 5]), c.f32('b', [5, 4])))).toEqual([false]);
     expect(splits((c) => P.matmul(c.f32('a', [4, 5]), c.f32('b', [5, 4])))).toEqual([true]);
     expect(splits((c) => P.matmul(P.cast(c.i32('a', [3, 5], 4), 'f32'), c.f32('b', [5, 4])))).toEqual([false]);
