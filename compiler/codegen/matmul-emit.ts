@@ -178,7 +178,7 @@ export function matmulAt(w: KernelWriter, n: Node & { op: 'matmul' }, idx: Expr)
   const cuts = [...new Set([0, ...segA.map((x) => x.begin), ...segB.map((x) => x.begin), k])].sort((x, y) => x - y);
   const pick = (segs: Array<{ begin: number; read: Read }>, at: number): Read => segs.filter((x) => x.begin <= at).pop()!.read;
   const acc = w.declare('acc', float(0));
-    // Stryker disable next-line EqualityOperator: equivalent, a pass past the last cut (to undefined) emits nothing
+  // Stryker disable next-line EqualityOperator: equivalent, a pass past the last cut (to undefined) emits nothing
   for (let c = 0; c + 1 < cuts.length; c++) {
     const [from, to] = [cuts[c]!, cuts[c + 1]!];
     const readA = pick(segA, from);

@@ -11,19 +11,10 @@ import { createWasmMatmul, THREADED_MIN_MACS, WasmMatmulArena, wasmMatmulModule,
 import { HELPER_IDLE_MS, MatmulHelpers, matmulThreading, workerThreads, type ProductFn, type ThreadedJob } from '../../compiler/codegen/wasm-matmul-threads.ts';
 import { thrown } from '../support/thrown.ts';
 import { values } from './support.ts';
+import { shapeOf } from '../support/wasm-shape.ts';
 
 type WorkerThreads = typeof import('node:worker_threads');
 
-const shapeOf = (batch: number, m: number, k: number, n: number, packed = false): WasmMatmulShape => ({
-  batch,
-  m,
-  mPad: 4 * Math.ceil(m / 4),
-  k,
-  n,
-  nPad: 8 * Math.ceil(n / 8),
-  packedA: packed,
-  packedB: packed,
-});
 
 /** Row-major operands [batch][m][k] and [batch][k][n], rounded to float32. */
 const plainOperands = (s: WasmMatmulShape, seed: number) =>

@@ -11,6 +11,7 @@ import * as P from '../../compiler/ir/primitives.ts';
 import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends, expectMatchesReference, values } from '../compile/support.ts';
+import { shapeOf } from '../support/wasm-shape.ts';
 
 /** C = A·B for row-major [batch][m][k] and [batch][k][n], as [batch][mPad][nPad]. */
 function naiveProduct(a: Float32Array, b: Float32Array, s: WasmMatmulShape): Float32Array {
@@ -25,16 +26,6 @@ function naiveProduct(a: Float32Array, b: Float32Array, s: WasmMatmulShape): Flo
   return c;
 }
 
-const shapeOf = (batch: number, m: number, k: number, n: number): WasmMatmulShape => ({
-  batch,
-  m,
-  mPad: 4 * Math.ceil(m / 4),
-  k,
-  n,
-  nPad: 8 * Math.ceil(n / 8),
-  packedA: false,
-  packedB: false,
-});
 
 describe.runIf(wasmSimdSupported())('wasm product arena', () => {
   it('products of any shapes share one arena, as large as the largest, and pad with zeros whatever an earlier product left', () => {

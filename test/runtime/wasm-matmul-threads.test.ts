@@ -12,19 +12,10 @@ import { describe, expect, it } from 'vitest';
 import { createWasmMatmul, THREADED_MIN_MACS, WasmMatmulArena, wasmSimdSupported, type WasmMatmulShape } from '../../compiler/codegen/wasm-matmul.ts';
 import { matmulThreading } from '../../compiler/codegen/wasm-matmul-threads.ts';
 import { values } from '../compile/support.ts';
+import { shapeOf } from '../support/wasm-shape.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
-const shapeOf = (batch: number, m: number, k: number, n: number, packed = false): WasmMatmulShape => ({
-  batch,
-  m,
-  mPad: 4 * Math.ceil(m / 4),
-  k,
-  n,
-  nPad: 8 * Math.ceil(n / 8),
-  packedA: packed,
-  packedB: packed,
-});
 
 const operands = (s: WasmMatmulShape, seed: number) => {
   const [aLen, bLen] = s.packedA ? [s.mPad * s.k, s.k * s.nPad] : [s.m * s.k, s.k * s.n];
