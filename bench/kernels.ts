@@ -18,12 +18,12 @@ import { hostTensor, type HostTensor } from '../compiler/ir/host-tensor.ts';
 import * as P from '../compiler/ir/primitives.ts';
 import { createRunner, type CompiledRunner } from '../runtime/compiled-runner.ts';
 import type { Suite, SuiteFlags } from './suites.ts';
-import { formatTable, machineInfo, PEAK_GFLOPS, timeInterleaved, timeIt, type Timing } from './support/measure.ts';
-import { describeThreads, gpujsThreads, wasmMatmulThreads } from './support/runtimes.ts';
+import { formatTable, machineInfo, PEAK_GFLOPS, timeIt, type Timing } from './support/measure.ts';
+import { describeThreads, gpujsThreads } from './support/runtimes.ts';
 import { loadTfWasm } from './support/tfjs.ts';
 import { peerRequested, runTorchPeer, type TorchPeerResult } from './support/torch-peer.ts';
 
-type Impl = 'ours' | 'packed' | 'dot' | 'product-1' | 'product-n' | 'tfjs' | 'torch';
+type Impl = 'ours' | 'packed' | 'dot' | 'product-1' | 'tfjs' | 'torch';
 
 interface Row {
   op: string;
@@ -38,8 +38,7 @@ const IMPL_LABEL: Record<Impl, string> = {
   ours: 'ours',
   dot: 'runner, one dot/thread',
   packed: 'runner, gpu.js Array(4)',
-  'product-1': 'wasm product alone, 1 thread',
-  'product-n': `wasm product alone, ${wasmMatmulThreads()?.threads ?? 1} threads`,
+  'product-1': 'wasm product module alone, 1 thread',
   tfjs: 'TF.js wasm',
   torch: 'PyTorch',
 };
@@ -129,26 +128,19 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     const a = rand(mm.m * mm.k);
     const b = rand(mm.k * mm.n);
     await timeRunner('matmul', mmShape, matmulGraph(mm.m, mm.k, mm.n), { a: hostTensor([mm.m, mm.k], a), b: hostTensor([mm.k, mm.n], b) }, mmFlop, ['ours', 'packed', 'dot']);
-    // the product without the runner (plain operands packed while copied in, C copied out); absent in a --baseline tree without it
+    // the product module alone on the calling thread, operands already in its memory: what the
+    // runner's product step does per worker, without gpu.js around it; absent in a --baseline
+    // tree without it
     const native = await import('../compiler/codegen/wasm-matmul.ts').catch(() => undefined);
-    if (native !== undefined) {
-      const shape = { batch: 1, m: mm.m, mPad: 4 * Math.ceil(mm.m / 4), k: mm.k, n: mm.n, nPad: 8 * Math.ceil(mm.n / 8), packedA: false, packedB: false };
-      const many = new native.WasmMatmulArena();
-      const products = [native.createWasmMatmul(shape, new native.WasmMatmulArena({ threads: 1 })), native.createWasmMatmul(shape, many)];
-      // process CPU time per product (all threads): with wall time, how many cores a product got on these shared cores
-      const cpuMs = [0, 0];
-      const timed = products.map((p, i) => async () => {
-        const c0 = process.cpuUsage();
-        p(a, b);
-        const d = process.cpuUsage(c0);
-        cpuMs[i]! += (d.user + d.system) / 1000;
-      });
-      const [one, all] = await timeInterleaved(timed, runs);
-      add('matmul', mmShape, 'product-1', one!, mmFlop, null);
-      add('matmul', mmShape, 'product-n', all!, mmFlop, null);
-      const perRun = cpuMs.map((ms) => (ms / (runs + 1)).toFixed(1));
-      log(`matmul wasm product: CPU ms per product (all threads, warm-up included) 1 thread ${perRun[0]}, all ${perRun[1]}; chunks ${JSON.stringify(many.chunks)}`);
-      many.close();
+    if (native !== undefined && 'productModule' in native) {
+      const shape = { batch: 1, m: mm.m, mPad: 4 * Math.ceil(mm.m / 4), k: mm.k, n: mm.n, nPad: 8 * Math.ceil(mm.n / 8), a: 'rows', b: 'rows' } as const;
+      const at = { a: 0, b: 4 * a.length, c: 4 * (a.length + b.length) };
+      const memory = new WebAssembly.Memory({ initial: Math.ceil((at.c + 4 * native.productCells(shape)) / 65536) + 16 });
+      new Float32Array(memory.buffer).set(a, 0);
+      new Float32Array(memory.buffer).set(b, a.length);
+      const run = new WebAssembly.Instance(new WebAssembly.Module(native.productModule(shape, at, false)), { env: { memory } }).exports.run as (s: number, e: number, seed: number) => void;
+      const cells = native.productCells(shape);
+      add('matmul', mmShape, 'product-1', await timeIt(async () => run(0, cells, 0), runs), mmFlop, null);
     }
     const ta = tf.tensor2d(a, [mm.m, mm.k]);
     const tb = tf.tensor2d(b, [mm.k, mm.n]);
@@ -237,10 +229,8 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     }
   }
 
-  const matmulThreads = wasmMatmulThreads();
   const threads = {
     gpujs: gpujsThreads(),
-    ...(matmulThreads ? { wasmMatmul: matmulThreads.threads } : {}),
     tfjs: features.threads,
     ...(torch && 'threads' in torch ? { torch: torch.threads } : {}),
   };
@@ -269,7 +259,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
     return summary;
   }
   const fmt = (v: number | null, d = 1) => (v === null ? '-' : v.toFixed(d));
-  const product = (impl: Impl) => impl === 'product-1' || impl === 'product-n';
+  const product = (impl: Impl) => impl === 'product-1';
   const tableRows = out.map((r) => [
     r.op,
     r.shape,
@@ -291,7 +281,7 @@ async function run(flags: SuiteFlags): Promise<unknown> {
   console.log(formatTable(['op', 'shape', 'impl', 'median ms', 'GFLOP/s', 'GB/s', '% peak', '÷ TF.js', '÷ dot', '÷ Array(4)', '÷ PyTorch'], tableRows));
   for (const f of failures) console.log(`failed: ${f}`);
   console.log(
-    `ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; wasm product alone: our WebAssembly SIMD product without the runner, 1 thread and all, timed in turns; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`,
+    `ours: matmul and Dense through the compiled runner (webasm), LayerNorm and softmax the row templates; wasm product module alone: our WebAssembly SIMD product step without gpu.js, on the calling thread, operands in place; ratios are speedups (time of the other ÷ ours; > 1 means ours is faster), threads as above`,
   );
   return summary;
 }

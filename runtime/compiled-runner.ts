@@ -11,7 +11,7 @@ import { GPU } from 'gpu.js';
 import { compile, FLOAT32_EXACT_INT, type CompiledGraph, type MatmulStrategy } from '../compiler/codegen/compile.ts';
 import type { BufferKey, KernelSource } from '../compiler/codegen/kernels.ts';
 import { flattenResult } from '../compiler/codegen/flat-output.ts';
-import { createWasmMatmul, wasmSimdSupported, WasmMatmulArena } from '../compiler/codegen/wasm-matmul.ts';
+import { wasmSimdSupported } from '../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../compiler/ir/graph.ts';
 import { normalAt, uniformAt } from '../compiler/ir/random.ts';
 import type { NodeId } from '../compiler/ir/types.ts';
@@ -20,6 +20,7 @@ import type { HostTensor } from '../compiler/ir/host-tensor.ts';
 import { assertRanOn, maxKernelReads, openBackend, type Backend, type BackendName, type KernelIntrospection } from './backend.ts';
 import { BYTES_PER_ELEMENT, planMemory, type MemoryPlan } from './memory-plan.ts';
 import type { Feeds, GraphRunner } from './runner.ts';
+import { installProductHook } from './wasm-product-hook.ts';
 
 /**
  * `segmented`: the graph has packed matmul products (our wasm SIMD module, or gpu.js `Array(4)`
@@ -38,19 +39,31 @@ const MAX_THREADED_PIPELINES = 4;
 export const THREADED_SEGMENT_MIN_MS = 200;
 
 /**
- * Pipeline memory a graph may keep between runs however small its memory plan: below this, every
- * pipeline stays built (its wasm memory and compiled modules reused run after run).
+ * Pipelines stay built between runs while together they lay out at most RETAINED_PEAK_FACTOR
+ * times the memory plan's peak, or RETAINED_PIPELINE_FLOOR_BYTES, whichever is more. gpu.js gives
+ * each step's output its own region unless shapes match, so a pipeline holds about 4× the plan's
+ * peak (measured: 4.0× for the LSH layer's fwd+bwd at L = 4K and 16K). Built per run instead, a
+ * pipeline compiles its modules again every run, runs them unoptimised (V8's baseline tier) and
+ * spawns its worker pool again: the LSH layer at 16K took 12.5 s per run that way against 5.0 s
+ * retained, and its process peaked higher (1.29 against 1.04 GB RSS: the freed wasm memories
+ * outlive their runs until the garbage collector reaches them).
  */
-const RETAINED_PIPELINE_FLOOR_BYTES = 64 * 2 ** 20;
+const RETAINED_PEAK_FACTOR = 8;
+const RETAINED_PIPELINE_FLOOR_BYTES = 256 * 2 ** 20;
+
+/**
+ * Most bytes one pipeline lays out: a wasm32 memory stops at 4 GiB, and gpu.js adds slack pages.
+ * A segment that would need more is cut into several pipelines.
+ */
+const MAX_PIPELINE_BYTES = 2 * 2 ** 30;
 
 /**
  * What happens to a graph's pipelines between runs. Each gpu.js pipeline lays out its own wasm
  * memory (its arguments and every step's output; steps share a buffer only when their shapes
  * match), which the runtime's memory plan does not see. `retained`: every pipeline stays built.
- * `per-run`: each pipeline is built just before it runs and destroyed after, on the calling
- * thread, so only one segment's memory is alive at a time; for graphs whose pipelines together
- * would hold more than the memory plan's peak (a 4-layer L=4096 training graph: 231 pipelines,
- * 2.8 GB of wasm memory against an 86 MiB plan).
+ * `per-run`: the graph is cut into pipelines of at most about the memory plan's peak, each built
+ * just before it runs and destroyed after, so only one is alive at a time; for graphs whose
+ * pipelines together would hold far more than the plan's peak (see RETAINED_PEAK_FACTOR).
  */
 export type PipelineMemory = 'retained' | 'per-run';
 
@@ -79,8 +92,11 @@ export interface RunnerStats {
   readonly hostBytes: number;
   readonly peakBytes: number;
   readonly runs: number;
-  /** Threads of the wasm SIMD products (absent before the first one), and why only one when so. */
-  readonly matmulThreads?: { readonly threads: number; readonly reason?: string };
+  /**
+   * On webasm: whether large matmuls run as our WebAssembly SIMD product inside the pipelines
+   * (`true`), or why they are gpu.js dot-product kernels instead.
+   */
+  readonly wasmProducts?: true | string;
 }
 
 export interface CompiledRunnerOptions {
@@ -115,6 +131,12 @@ export interface CompiledRunnerOptions {
    * from its next run on (default THREADED_SEGMENT_MIN_MS; Infinity: never).
    */
   readonly threadedSegmentMinMs?: number;
+  /**
+   * Most bytes one pipeline may lay out in its wasm memory; longer runs of kernels are cut into
+   * several pipelines. Default: 2 GiB for retained pipelines, max(the memory plan's peak, 256 MiB)
+   * for pipelines built per run.
+   */
+  readonly maxPipelineBytes?: number;
 }
 
 type KernelFn = ((...args: unknown[]) => Promise<Float32Array>) & KernelIntrospection;
@@ -181,8 +203,8 @@ export class CompiledRunner implements GraphRunner {
   private compiledCount = 0;
   private runs = 0;
   private last?: { exe: Executable; executor: ExecutorKind };
-  /** One memory for every native product of this runner: they run one at a time. */
-  private matmulArena?: WasmMatmulArena;
+  /** On webasm: true when our wasm products can run inside pipelines, else why not. */
+  private readonly wasmProducts?: true | string;
 
   private constructor(
     readonly backend: Backend,
@@ -192,21 +214,25 @@ export class CompiledRunner implements GraphRunner {
     private readonly matmul: MatmulStrategy = 'auto',
     private readonly pipelineMemory: 'auto' | PipelineMemory = 'auto',
     private readonly threadedSegmentMinMs = THREADED_SEGMENT_MIN_MS,
-  ) {}
+    private readonly maxPipelineBytes?: number,
+  ) {
+    if (backend.name === 'webasm' && matmul !== 'dot' && matmul !== 'packed') {
+      this.wasmProducts = !wasmSimdSupported() ? 'this runtime has no WebAssembly SIMD' : (installProductHook() ?? true);
+    }
+  }
 
   static async create(options: CompiledRunnerOptions = {}): Promise<CompiledRunner> {
     const backend = await openBackend(options.backend ?? 'auto');
-    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto', options.pipelineMemory ?? 'auto', options.threadedSegmentMinMs);
+    return new CompiledRunner(backend, options.pipeline ?? true, options.onKernel, options.indices === 'wide', options.matmul ?? 'auto', options.pipelineMemory ?? 'auto', options.threadedSegmentMinMs, options.maxPipelineBytes);
   }
 
   get description(): string {
     const executor = this.last?.executor;
     const perRun = this.last?.exe.pipelineMemory === 'per-run' ? ', pipelines built per run' : '';
-    const threading = this.matmulArena?.threading;
     const tags = [
       this.wide ? ' [wide indices]' : '',
       this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : '',
-      threading ? ` [wasm matmul ${threading.threads} thread${threading.threads === 1 ? '' : 's'}${threading.reason ? `: ${threading.reason}` : ''}]` : '',
+      typeof this.wasmProducts === 'string' ? ` [dot-product matmuls: ${this.wasmProducts}]` : '',
     ].join('');
     return `gpu.js ${this.backend.name}${executor ? ` (${executor}${perRun})` : ''}${tags}`;
   }
@@ -232,7 +258,7 @@ export class CompiledRunner implements GraphRunner {
       hostBytes: exe?.memory.hostBytes ?? 0,
       peakBytes: exe?.memory.peakBytes ?? 0,
       runs: this.runs,
-      ...(this.matmulArena ? { matmulThreads: this.matmulArena.threading } : {}),
+      ...(this.wasmProducts !== undefined ? { wasmProducts: this.wasmProducts } : {}),
     };
   }
 
@@ -256,8 +282,9 @@ export class CompiledRunner implements GraphRunner {
     const compiled = compile(graph, wanted, {
       grid: webasm,
       wide: this.wide,
-      // 'auto' packs big matmuls for the wasm SIMD product; without wasm SIMD they stay dot products
-      matmul: !webasm ? 'dot' : this.matmul === 'auto' && !wasmSimdSupported() ? 'dot' : this.matmul,
+      // 'auto' and 'wasm' write products for our wasm SIMD module; where it cannot run (no wasm
+      // SIMD, or gpu.js without the module hook: stats.wasmProducts says which) they stay dot products
+      matmul: !webasm ? 'dot' : typeof this.wasmProducts === 'string' ? 'dot' : this.matmul,
       ...(maxReads === undefined ? {} : { maxReads }),
     });
     const kernels = compiled.kernels.map((k) => this.createKernel(k));
@@ -266,11 +293,14 @@ export class CompiledRunner implements GraphRunner {
       const n = graph.node(id);
       if (source === 'constant' && n.op === 'const') constants.set(`%${id}`, Float32Array.from(n.values));
     }
-    const segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
+    let segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
     const memory = planMemory(compiled);
     const retainedBytes = segments.reduce((sum, seg) => sum + (seg.standalone ? 0 : pipelineBytes(compiled, seg)), 0);
-    const pipelineMemory: PipelineMemory =
-      this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > Math.max(memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES) ? 'per-run' : 'retained';
+    const retainedBudget = Math.max(RETAINED_PEAK_FACTOR * memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES);
+    const pipelineMemory: PipelineMemory = this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > retainedBudget ? 'per-run' : 'retained';
+    // built one at a time, a per-run pipeline holds at most about the memory plan's peak
+    const cap = this.maxPipelineBytes ?? (pipelineMemory === 'per-run' ? Math.min(MAX_PIPELINE_BYTES, Math.max(memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES)) : MAX_PIPELINE_BYTES);
+    if (this.usePipeline) segments = segments.flatMap((seg) => (seg.standalone ? [seg] : splitByBytes(compiled, seg, cap)));
     const exe: Executable = { compiled, memory, kernels, segments, constants, pipelineMemory, retainedBytes };
     for (const seg of segments) {
       if (seg.standalone) continue;
@@ -288,11 +318,6 @@ export class CompiledRunner implements GraphRunner {
    * buffers reuse one compiled kernel, and compiled code does not grow with depth.
    */
   private createKernel(k: KernelSource): KernelFn {
-    if (k.native !== undefined) {
-      this.matmulArena ??= new WasmMatmulArena();
-      const product = createWasmMatmul(k.native, this.matmulArena);
-      return (async (a: Float32Array, b: Float32Array) => product(a, b)) as unknown as KernelFn;
-    }
     const key = `${k.components}|${k.dims.join('x')}|${k.loopMax}|${k.source}`;
     let kernel = this.kernelCache.get(key);
     if (kernel === undefined) {
@@ -404,7 +429,6 @@ export class CompiledRunner implements GraphRunner {
     if (seg.pipeline === undefined) {
       for (let i = seg.first; i <= seg.last; i++) {
         const k = exe.kernels[i]!;
-        if (exe.compiled.kernels[i]!.native !== undefined) continue; // our own wasm module, not gpu.js
         assertRanOn(want, `kernel ${exe.compiled.kernels[i]!.name}`, k.kernel?.constructor.mode, k.kernel?.fallbackReason);
       }
     } else {
@@ -523,18 +547,46 @@ function pipelineBytes(compiled: CompiledGraph, seg: Segment): number {
   return elements * BYTES_PER_ELEMENT;
 }
 
-/** Pipelines over the runs of ordinary kernels, with each `Array(4)` or native wasm kernel standalone between them. */
+/** Pipelines over the runs of ordinary kernels, with each `Array(4)` kernel standalone between them. */
 function splitSegments(compiled: CompiledGraph): Segment[] {
   const specs = compiled.kernels;
   if (specs.length === 0) return [segmentOf(compiled, 0, -1, false)];
   const out: Segment[] = [];
   let first = 0;
   specs.forEach((k, i) => {
-    if (k.components === 1 && k.native === undefined) return;
+    if (k.components === 1) return;
     if (i > first) out.push(segmentOf(compiled, first, i - 1, false));
     out.push(segmentOf(compiled, i, i, true));
     first = i + 1;
   });
   if (first < specs.length) out.push(segmentOf(compiled, first, specs.length - 1, false));
+  return out;
+}
+
+/**
+ * A pipeline segment cut into consecutive pieces whose pipelines each lay out at most `budget`
+ * bytes (a kernel that alone needs more is a piece of its own).
+ */
+function splitByBytes(compiled: CompiledGraph, seg: Segment, budget: number): Segment[] {
+  const out: Segment[] = [];
+  let first = seg.first;
+  let inside = new Set<BufferKey>();
+  let args = new Set<BufferKey>();
+  let elements = 0;
+  for (let i = seg.first; i <= seg.last; i++) {
+    const k = compiled.kernels[i]!;
+    const fresh = k.params.filter((p) => !inside.has(p) && !args.has(p));
+    const more = k.size + fresh.reduce((sum, p) => sum + (compiled.buffers.get(p)?.size ?? 0), 0);
+    if (i > first && (elements + more) * BYTES_PER_ELEMENT > budget) {
+      out.push(segmentOf(compiled, first, i - 1, false));
+      [first, inside, args, elements] = [i, new Set(), new Set(), 0];
+      i--;
+      continue;
+    }
+    for (const p of fresh) args.add(p);
+    inside.add(k.output);
+    elements += more;
+  }
+  out.push(segmentOf(compiled, first, seg.last, false));
   return out;
 }

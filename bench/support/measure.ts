@@ -22,20 +22,6 @@ export async function timeIt(fn: () => Promise<unknown>, runs: number, warmup = 
   return summarise(ts, runs);
 }
 
-/** Medians of `fns` timed in turns (a, b, a, b, ...), so load that comes and goes hits each alike. */
-export async function timeInterleaved(fns: ReadonlyArray<() => Promise<unknown>>, runs: number, warmup = 1): Promise<Timing[]> {
-  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
-  const ts = fns.map(() => [] as number[]);
-  for (let i = 0; i < runs; i++) {
-    for (const [j, fn] of fns.entries()) {
-      const t0 = performance.now();
-      await fn();
-      ts[j]!.push(performance.now() - t0);
-    }
-  }
-  return ts.map((t) => summarise(t, runs));
-}
-
 function summarise(ts: number[], runs: number): Timing {
   ts.sort((a, b) => a - b);
   const mid = ts.length >> 1;

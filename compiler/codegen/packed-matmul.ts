@@ -1,6 +1,6 @@
 /**
- * Register-tiled matmul groups for the webasm backend: four kernels instead of one dot product
- * per output.
+ * Register-tiled matmul groups for the webasm backend: a product over packed or plain operands
+ * instead of one dot product per output.
  *
  * Why: webasm runs four adjacent `thread.x` cells as one f32x4 step; a read whose index depends
  * on thread.x is a gather (four scalar loads + lane inserts: wasm SIMD has no gather and gpu.js
@@ -8,20 +8,26 @@
  * dot product therefore pays one gather per four multiply-adds. Here each thread returns
  * `Array(4)` = four ROWS of one column, so one gather of B feeds a 4×4 outer product with four
  * uniform loads of A (16 multiply-adds), and both operands are read as unit-stride streams from
- * packed panels.
+ * packed panels. Models use our WebAssembly SIMD product (`'wasm'`, wasm-matmul.ts: 4×8 tiles
+ * with vector loads, a step of the gpu.js pipeline); the gpu.js `Array(4)` product (`'packed'`)
+ * stays as the measured alternative.
  *
  * The group becomes:
  *   1. `<group>.packA`: A's value (any fused prologue: views, casts, elementwise producers) written
  *      as panels [batch][⌈m/4⌉][k][4] (four rows interleaved, rows past m are 0); with the wasm
- *      product an operand that is a plain buffer skips this kernel (the product packs it);
- *   2. `<group>.packB`: B as panels [batch][⌈n/4⌉][k][4] (four columns interleaved);
- *   3. `<group>.product`: the Array(4) kernel, launched [4⌈n/4⌉, ⌈m/4⌉, batch]; cell (j, q, z)
+ *      product an operand that is a buffer, row-major or with its last two axes swapped, skips
+ *      this kernel (the product reads it in place);
+ *   2. `<group>.packB`: B as panels [batch][⌈n/4⌉][k][4] (four columns interleaved; eight for the
+ *      wasm product, which reads a row-major B in place);
+ *   3. `<group>.product`: the wasm product (C row-major [batch][4⌈m/4⌉][8⌈n/8⌉]), or the
+ *      Array(4) kernel, launched [4⌈n/4⌉, ⌈m/4⌉, batch]; cell (j, q, z)
  *      holds C[z][4q + c][j] at component c, i.e. element (z, i, j) sits at
  *      ((z·⌈m/4⌉ + ⌊i/4⌋)·4⌈n/4⌉ + j)·4 + i mod 4;
  *   4. the group kernel proper, writing the group's root (the epilogue: bias, activation,
  *      residual, scaling fused as before) and reading the product from that tiled layout.
- * The product kernel returns four values per cell, which gpu.js's fused webasm pipeline cannot
- * hand to another step, so the runtime runs it between pipeline segments (runtime/compiled-runner.ts).
+ * The `Array(4)` product returns four values per cell, which gpu.js's fused webasm pipeline cannot
+ * hand to another step, so the runtime runs it between pipeline segments (runtime/compiled-runner.ts);
+ * the wasm product is an ordinary step.
  */
 import type { KernelGroup, KernelPlan } from '../fuse/plan.ts';
 import type { Node, NodeId } from '../ir/types.ts';
@@ -29,10 +35,14 @@ import { operands, sizeOf } from '../ir/types.ts';
 import { KernelWriter } from './emit.ts';
 import { add, binary, call, float, int, isZero, mul, paren, select, sum, thread, type Expr } from './kernel-ir.ts';
 import { FLOAT32_EXACT_INT, kernelSource, nodeKey, type BufferKey, type KernelSource } from './kernel-spec.ts';
-import type { WasmMatmulShape } from './wasm-matmul.ts';
+import { productCells, productSource, type ALayout, type BLayout, type WasmMatmulShape } from './wasm-matmul.ts';
 
-/** Multiply-adds at which 'auto' packs a matmul: below it the extra kernels and the host round trip cost more than they save. */
-export const PACKED_MATMUL_MIN_MACS = 2 ** 26;
+/**
+ * Multiply-adds from which 'auto' writes a matmul as the wasm product. All of the default training
+ * config's matmuls (1024×64×64 and up) are above it: as pipeline steps they took its step from
+ * 0.65 to 0.24 s (docs/benchmarks.md); below it, one dot product per thread is as fast as packing.
+ */
+export const PACKED_MATMUL_MIN_MACS = 2 ** 16;
 
 /** k-loop unroll of the product kernel (measured best of 4/8/16 on the Dense shapes). */
 export const PACKED_UNROLL = 16;
@@ -197,39 +207,17 @@ export interface PackedKernels {
   readonly direct: boolean;
 }
 
-/** The wasm product: C row-major [batch][4·quads][nPad] (see wasm-matmul.ts); `source` only describes it. */
+/** The wasm product: C row-major [batch][4·quads][nPad] (wasm-matmul.ts), a pipeline step like any kernel. */
 function wasmProduct(
   key: string,
   group: KernelGroup,
   params: readonly BufferKey[],
   g: PackedGeometry,
-  plain: { readonly a: PlainOperand | undefined; readonly b: PlainOperand | undefined },
+  layouts: { readonly a: ALayout; readonly b: BLayout },
 ): KernelSource {
-  const native: WasmMatmulShape = {
-    batch: g.batch,
-    m: g.m,
-    mPad: 4 * g.quads,
-    k: g.k,
-    n: g.n,
-    nPad: g.nPad,
-    packedA: plain.a === undefined,
-    packedB: plain.b === undefined,
-    ...(plain.a?.transposed === true ? { transposedA: true } : {}),
-    ...(plain.b?.transposed === true ? { transposedB: true } : {}),
-  };
-  const size = native.batch * native.mPad * native.nPad;
-  return {
-    name: key,
-    group: group.name,
-    source: `// WebAssembly SIMD product (compiler/codegen/wasm-matmul.ts): ${native.batch} × [${native.mPad}×${native.k}]·[${native.k}×${native.nPad}], 4×8 register tiles`,
-    params,
-    output: key,
-    size,
-    dims: [size],
-    components: 1,
-    native,
-    loopMax: g.k,
-  };
+  const native: WasmMatmulShape = { batch: g.batch, m: g.m, mPad: 4 * g.quads, k: g.k, n: g.n, nPad: g.nPad, a: layouts.a, b: layouts.b };
+  const size = productCells(native);
+  return { name: key, group: group.name, source: productSource(native), params, output: key, size, dims: [size], components: 1, native, loopMax: g.k };
 }
 
 /**
@@ -273,12 +261,15 @@ export function packedMatmulKernels(plan: KernelPlan, group: KernelGroup, mmId: 
     // row-major [batch][m][n] without padding is the root's own layout when nothing follows the product
     const direct = group.root === mmId && g.m % 4 === 0 && g.n % 8 === 0;
     const key = direct ? nodeKey(group.root) : `${group.name}.product`;
-    // an operand read straight from a buffer (row-major, or with its last two axes swapped) is
-    // packed by the product while copying it in: no pack kernel, no pipeline step
-    const [plainA, plainB] = [plainOperand(plan, group, mm.a), plainOperand(plan, group, mm.b)];
-    const packs = [plainA === undefined ? packKernel(plan, group, mm.a, 'A', g) : undefined, plainB === undefined ? packKernel(plan, group, mm.b, 'B', g) : undefined];
-    const params = [packs[0]?.output ?? nodeKey(plainA!.buffer), packs[1]?.output ?? nodeKey(plainB!.buffer)];
-    const product = wasmProduct(key, group, params, g, { a: plainA, b: plainB });
+    // the product reads an operand straight from its buffer when it is one (A row-major or with
+    // its last two axes swapped, B row-major): no pack kernel, no extra pass
+    const plainA = plainOperand(plan, group, mm.a);
+    const plainB = plainOperand(plan, group, mm.b);
+    const bRows = plainB !== undefined && !plainB.transposed ? plainB : undefined;
+    const packs = [plainA === undefined ? packKernel(plan, group, mm.a, 'A', g) : undefined, bRows === undefined ? packKernel(plan, group, mm.b, 'B', g) : undefined];
+    const params = [packs[0]?.output ?? nodeKey(plainA!.buffer), packs[1]?.output ?? nodeKey(bRows!.buffer)];
+    const layouts = { a: plainA === undefined ? 'packed' : plainA.transposed ? 'transposed' : 'rows', b: bRows === undefined ? 'packed' : 'rows' } as const;
+    const product = wasmProduct(key, group, params, g, layouts);
     return {
       kernels: [...packs.filter((k): k is KernelSource => k !== undefined), product],
       product: { key, param: 'bp', geometry: g },

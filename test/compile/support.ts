@@ -9,7 +9,8 @@
  */
 import { expect } from 'vitest';
 import { compile, type CompileOptions } from '../../compiler/codegen/compile.ts';
-import { createWasmMatmul } from '../../compiler/codegen/wasm-matmul.ts';
+import { runProductModule } from '../support/wasm-shape.ts';
+import type { WasmMatmulShape } from '../../compiler/codegen/wasm-matmul.ts';
 import type { Graph } from '../../compiler/ir/graph.ts';
 import type { NodeId } from '../../compiler/ir/types.ts';
 import { evaluate } from '../../compiler/reference/evaluate.ts';
@@ -98,6 +99,17 @@ export function runSourcesOnHost(
   for (const matmul of ['dot', 'packed', 'wasm'] as const) runCompiledOnHost(graph, feeds, wanted, ref, tol, { matmul });
 }
 
+/** The module's product equals its kernel source's, cell by cell, wherever the source is not padding. */
+function expectProductCells(fromModule: ArrayLike<number>, fromSource: ArrayLike<number>, s: WasmMatmulShape): void {
+  for (let z = 0; z < s.batch; z++)
+    for (let i = 0; i < s.m; i++)
+      for (let j = 0; j < s.n; j++) {
+        const at = (z * s.mPad + i) * s.nPad + j;
+        const [got, want] = [fromModule[at]!, fromSource[at]!];
+        if (!(Math.abs(got - want) <= 1e-5 * (1 + Math.abs(want)))) expect.fail(`wasm product module C[${z}][${i}][${j}] = ${got}, its source computes ${want}`);
+      }
+}
+
 /** One compilation of `graph` (with `options`) executed on the host as above, against `ref`. */
 export function runCompiledOnHost(
   graph: Graph,
@@ -117,9 +129,11 @@ export function runCompiledOnHost(
   }
   for (const k of c.kernels) {
     if (k.native !== undefined) {
-      const [a, b] = k.params.map((p) => Float32Array.from(bufs.get(p)!));
-      bufs.set(k.output, createWasmMatmul(k.native)(a!, b!));
-      continue;
+      // the module, as two pipeline workers split its cells (gpu.js's split: halves rounded to 4)
+      const [a, b] = k.params.map((p) => bufs.get(p)!);
+      const half = Math.ceil(k.size / 2) & ~3;
+      const fromModule = runProductModule(k.native, a!, b!, [[0, half], [half, k.size]]);
+      bufs.set(`${k.output}#module`, fromModule);
     }
     const fn = new Function(`return ${k.source}`)() as (...a: unknown[]) => number | number[];
     const out = new Float64Array(k.size).fill(NaN);
@@ -131,6 +145,7 @@ export function runCompiledOnHost(
       if (typeof v === 'number') out[f] = v;
       else v.forEach((x, i) => (out[f * k.components + i] = x));
     }
+    if (k.native !== undefined) expectProductCells(bufs.get(`${k.output}#module`)!, out, k.native);
     bufs.set(k.output, out);
   }
   wanted.forEach((id, i) => {

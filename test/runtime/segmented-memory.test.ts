@@ -1,63 +1,23 @@
 /**
- * Memory of the segmented executor (graphs with packed products between gpu.js pipelines): the
- * native products share one arena, and pipelines built per run (one segment's wasm memory alive at
- * a time) compute what retained pipelines and the float64 reference compute, run after run.
+ * Pipelines cut by memory: a graph whose pipelines are built per run (one pipeline's wasm memory
+ * alive at a time), or cut by `maxPipelineBytes`, computes what one retained pipeline and the
+ * float64 reference compute, run after run.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWasmMatmul, WasmMatmulArena, wasmSimdSupported, type WasmMatmulShape } from '../../compiler/codegen/wasm-matmul.ts';
+import { wasmSimdSupported } from '../../compiler/codegen/wasm-matmul.ts';
 import { Graph } from '../../compiler/ir/graph.ts';
 import * as P from '../../compiler/ir/primitives.ts';
 import { hostTensor, type HostTensor } from '../../compiler/ir/host-tensor.ts';
 import { CompiledRunner } from '../../runtime/compiled-runner.ts';
 import { availableBackends, expectMatchesReference, values } from '../compile/support.ts';
-import { shapeOf } from '../support/wasm-shape.ts';
-
-/** C = A·B for row-major [batch][m][k] and [batch][k][n], as [batch][mPad][nPad]. */
-function naiveProduct(a: Float32Array, b: Float32Array, s: WasmMatmulShape): Float32Array {
-  const c = new Float32Array(s.batch * s.mPad * s.nPad);
-  for (let z = 0; z < s.batch; z++)
-    for (let i = 0; i < s.m; i++)
-      for (let j = 0; j < s.n; j++) {
-        let acc = 0;
-        for (let kk = 0; kk < s.k; kk++) acc += a[(z * s.m + i) * s.k + kk]! * b[(z * s.k + kk) * s.n + j]!;
-        c[(z * s.mPad + i) * s.nPad + j] = acc;
-      }
-  return c;
-}
-
-
-describe.runIf(wasmSimdSupported())('wasm product arena', () => {
-  it('products of any shapes share one arena, as large as the largest, and pad with zeros whatever an earlier product left', () => {
-    const arena = new WasmMatmulArena();
-    const small = arena.bytes;
-    // 80 KB of operands and result: more than the arena's first 64 KiB page
-    const big = shapeOf(2, 64, 40, 72);
-    // NaN operands leave NaN all over the arena: a ragged product after them must still pad with 0
-    createWasmMatmul(big, arena)(new Float32Array(2 * 64 * 40).fill(NaN), new Float32Array(2 * 40 * 72).fill(NaN));
-    const afterBig = arena.bytes;
-    expect(afterBig).toBeGreaterThan(small);
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 1, max: 99 }), (batch, m, k, n, seed) => {
-        const s = shapeOf(batch, m, k, n);
-        const a = Float32Array.from(values(batch * m * k, seed));
-        const b = Float32Array.from(values(batch * k * n, seed + 1));
-        const got = createWasmMatmul(s, arena)(a, b);
-        const want = naiveProduct(a, b, s);
-        expect(got.length).toBe(want.length);
-        got.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 4));
-      }),
-      { numRuns: 40 },
-    );
-    expect(arena.bytes).toBe(afterBig);
-  });
-});
 
 let perRun: CompiledRunner | undefined;
 let retained: CompiledRunner | undefined;
 beforeAll(async () => {
   if (!(await availableBackends()).includes('webasm')) return;
-  perRun = await CompiledRunner.create({ backend: 'webasm', matmul: 'wasm', pipelineMemory: 'per-run' });
+  // every kernel its own pipeline: the most cuts, the most host round trips
+  perRun = await CompiledRunner.create({ backend: 'webasm', matmul: 'wasm', pipelineMemory: 'per-run', maxPipelineBytes: 1 });
   retained = await CompiledRunner.create({ backend: 'webasm', matmul: 'wasm', pipelineMemory: 'retained' });
 });
 afterAll(() => [perRun, retained].forEach((r) => r?.destroy()));
@@ -67,7 +27,7 @@ function f32(g: Graph, feeds: Record<string, HostTensor>, name: string, s: numbe
   return g.input(name, s);
 }
 
-/** Two dense layers with a residual and a tanh between products: five pipeline segments around four products. */
+/** Two dense layers with a residual and a tanh between products, then a Gram matrix of the result. */
 function denseChain(bt: number, m: number, k: number, n: number, seed: number) {
   const g = new Graph();
   const feeds: Record<string, HostTensor> = {};
@@ -89,12 +49,13 @@ describe.runIf(wasmSimdSupported())('pipelines built per run', () => {
         const { g, feeds } = denseChain(bt, m, k, n, seed);
         // expectMatchesReference runs twice (a NaN-poisoned run first): the second run rebuilds every pipeline
         await expectMatchesReference(perRun!, g, feeds);
-        expect(perRun!.stats.executor).toBe('segmented');
         expect(perRun!.stats.pipelineMemory.mode).toBe('per-run');
-        expect(perRun!.stats.segments.pipelines).toBeGreaterThan(1);
+        expect(perRun!.stats.segments.pipelines).toBe(perRun!.stats.kernels);
+        expect(perRun!.stats.segments.standalone).toBe(0);
         expect(perRun!.description).toContain('pipelines built per run');
         const [a, b] = [await perRun!.run(g, feeds), await retained!.run(g, feeds)];
         expect(retained!.stats.pipelineMemory.mode).toBe('retained');
+        expect(retained!.stats.segments.pipelines).toBe(1);
         a.forEach((t, i) => expect(Array.from(t.data)).toEqual(Array.from(b[i]!.data)));
       }),
       { numRuns: 8 },
