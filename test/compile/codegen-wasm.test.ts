@@ -1,54 +1,72 @@
 /**
- * The wasm SIMD product (compiler/codegen/wasm-matmul.ts) and its helper-thread bookkeeping
- * (wasm-matmul-threads.ts), without gpu.js and without real helper threads: products at ragged
- * shapes against a float64 reference, the arena's growth and padding, the error messages, and the
- * claim protocol driven by stand-in workers (a fake `worker_threads` whose helpers boot, leave,
- * claim or fail as each test says) and a recording product function.
+ * The wasm SIMD product (compiler/codegen/wasm-matmul.ts) on its own, without gpu.js: the module
+ * over every operand layout and over cell ranges split as a pipeline's workers split them, against
+ * a float64 product; which row quads a range computes; the module's import and export; the
+ * equivalent kernel source run as JavaScript; the shape marker; and the shape errors.
  */
-import { Worker as RealWorker } from 'node:worker_threads';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createWasmMatmul, THREADED_MIN_MACS, WasmMatmulArena, wasmMatmulModule, wasmSimdSupported, type WasmMatmulShape } from '../../compiler/codegen/wasm-matmul.ts';
-import { HELPER_IDLE_MS, MatmulHelpers, matmulThreading, workerThreads, type ProductFn, type ThreadedJob } from '../../compiler/codegen/wasm-matmul-threads.ts';
+import {
+  productCells,
+  productModule,
+  productShapeOf,
+  productSource,
+  wasmSimdSupported,
+  type ALayout,
+  type BLayout,
+  type ProductOffsets,
+  type WasmMatmulShape,
+} from '../../compiler/codegen/wasm-matmul.ts';
 import { thrown } from '../support/thrown.ts';
+import { runProductModule, shapeOf } from '../support/wasm-shape.ts';
 import { values } from './support.ts';
-import { shapeOf } from '../support/wasm-shape.ts';
 
-type WorkerThreads = typeof import('node:worker_threads');
+const A_LAYOUTS: readonly ALayout[] = ['packed', 'rows', 'transposed'];
+const B_LAYOUTS: readonly BLayout[] = ['packed', 'rows'];
+const PAGE = 65536;
 
+type Run = (start: number, end: number, seed: number) => void;
 
-/** Row-major operands [batch][m][k] and [batch][k][n], rounded to float32. */
-const plainOperands = (s: WasmMatmulShape, seed: number) =>
+/** The logical operands, A [batch][m][k] and B [batch][k][n], rounded to float32. */
+const operands = (s: WasmMatmulShape, seed: number) =>
   [Float32Array.from(values(s.batch * s.m * s.k, seed)), Float32Array.from(values(s.batch * s.k * s.n, seed + 1))] as const;
 
-/** A as row quads [batch][mPad/4][k][4], B as column octets [batch][nPad/8][k][8], padding 0. */
-function pack(s: WasmMatmulShape, a: Float32Array, b: Float32Array): [Float32Array, Float32Array] {
-  const pa = new Float32Array(s.batch * s.mPad * s.k);
-  const pb = new Float32Array(s.batch * s.k * s.nPad);
-  for (let z = 0; z < s.batch; z++) {
-    for (let r = 0; r < s.m; r++) for (let kk = 0; kk < s.k; kk++) pa[z * s.mPad * s.k + ((r >> 2) * s.k + kk) * 4 + (r & 3)] = a[(z * s.m + r) * s.k + kk]!;
-    for (let kk = 0; kk < s.k; kk++) for (let j = 0; j < s.n; j++) pb[z * s.k * s.nPad + ((j >> 3) * s.k + kk) * 8 + (j & 7)] = b[(z * s.k + kk) * s.n + j]!;
-  }
-  return [pa, pb];
-}
-
-/** [batch][rows][cols] → [batch][cols][rows]. */
-function swapLast(x: Float32Array, batch: number, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let z = 0; z < batch; z++) for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[(z * cols + c) * rows + r] = x[(z * rows + r) * cols + c]!;
+/** A as the product reads it: row quads [batch][mPad/4][k][4] (zero rows past m), row-major, or [batch][k][m]. */
+function layA(s: WasmMatmulShape, a: Float32Array): Float32Array {
+  if (s.a === 'rows') return a;
+  const { batch, m, mPad, k } = s;
+  const out = new Float32Array(s.a === 'packed' ? batch * mPad * k : batch * k * m);
+  for (let z = 0; z < batch; z++)
+    for (let i = 0; i < m; i++)
+      for (let kk = 0; kk < k; kk++) {
+        const at = s.a === 'packed' ? ((z * (mPad / 4) + (i >> 2)) * k + kk) * 4 + (i & 3) : (z * k + kk) * m + i;
+        out[at] = a[(z * m + i) * k + kk]!;
+      }
   return out;
 }
 
-/** Checks C ([batch][mPad][nPad]) against the float64 product: float32 rounding inside, exact zeros in the padding. */
-function expectProduct(c: Float32Array, s: WasmMatmulShape, a: Float32Array, b: Float32Array): void {
-  expect(c.length).toBe(s.batch * s.mPad * s.nPad);
+/** B as the product reads it: column octets [batch][nPad/8][k][8] (zero columns past n), or row-major. */
+function layB(s: WasmMatmulShape, b: Float32Array): Float32Array {
+  if (s.b === 'rows') return b;
+  const { batch, k, n, nPad } = s;
+  const out = new Float32Array(batch * k * nPad);
+  for (let z = 0; z < batch; z++)
+    for (let kk = 0; kk < k; kk++)
+      for (let j = 0; j < n; j++) out[((z * (nPad / 8) + (j >> 3)) * k + kk) * 8 + (j & 7)] = b[(z * k + kk) * n + j]!;
+  return out;
+}
+
+/** Index of C[z][i][j] in the row-major [batch][mPad][nPad] result. */
+const cellOf = (s: WasmMatmulShape, z: number, i: number, j: number): number => (z * s.mPad + i) * s.nPad + j;
+
+/**
+ * Checks every meaningful cell of C against the float64 product of the logical operands; float32
+ * accumulation over k terms stays within (k + 1)·2^-23·Σ|terms|. Padded cells are not looked at.
+ */
+function expectProduct(c: ArrayLike<number>, s: WasmMatmulShape, a: Float32Array, b: Float32Array, what = 'C'): void {
   for (let z = 0; z < s.batch; z++)
-    for (let i = 0; i < s.mPad; i++)
-      for (let j = 0; j < s.nPad; j++) {
-        const got = c[(z * s.mPad + i) * s.nPad + j]!;
-        if (i >= s.m || j >= s.n) {
-          if (got !== 0) expect.fail(`padding C[${z}][${i}][${j}] = ${got}`);
-          continue;
-        }
+    for (let i = 0; i < s.m; i++)
+      for (let j = 0; j < s.n; j++) {
         let want = 0;
         let scale = 0;
         for (let kk = 0; kk < s.k; kk++) {
@@ -56,523 +74,212 @@ function expectProduct(c: Float32Array, s: WasmMatmulShape, a: Float32Array, b: 
           want += t;
           scale += Math.abs(t);
         }
-        if (!(Math.abs(got - want) <= (s.k + 1) * 2 ** -23 * scale)) expect.fail(`C[${z}][${i}][${j}] = ${got}, want ${want}`);
+        const got = c[cellOf(s, z, i, j)]!;
+        if (!(Math.abs(got - want) <= (s.k + 1) * 2 ** -23 * scale)) {
+          expect.fail(`${what}[${z}][${i}][${j}] = ${got}, want ${want} (${JSON.stringify(s)})`);
+        }
       }
 }
 
-/** Calls of the product function, [a, b, c, m, k, n] in bytes and sizes. */
-function recordingProduct(): { mm: ProductFn; calls: number[][] } {
-  const calls: number[][] = [];
-  return { mm: (...args) => void calls.push(args), calls };
-}
-
-/** What a launched stand-in worker was given, and what became of it. */
-interface Launch {
-  readonly source: string;
-  readonly options: { eval?: boolean; execArgv?: string[]; workerData: { control: SharedArrayBuffer; at: Record<string, number>; idleMs: number; memory: WebAssembly.Memory } };
-  /** The claim word when the helper was launched. */
-  readonly word: number;
-  unrefs: number;
-  fail?: (e: Error) => void;
-}
-
-/** Runs `source` (CommonJS, reading `d` = workerData and `ctl` over d.control) on a real, unref'd thread. */
-function onRealThread(source: string, workerData: Record<string, unknown>): void {
-  const prelude = "const { workerData: d } = require('node:worker_threads'); const ctl = new Int32Array(d.control);";
-  new RealWorker(`${prelude}\n${source}`, { eval: true, workerData }).unref();
-}
+/** Cells in one row quad of C: 4 rows of nPad. */
+const quadCells = (s: WasmMatmulShape): number => 4 * s.nPad;
+/** Row quads of C over all batches. */
+const quadCount = (s: WasmMatmulShape): number => (s.batch * s.mPad) / 4;
 
 /**
- * Leaves as a helper does (counted in the control block's `left` slot, waking a waiting caller), on
- * a real thread, once the job's chunks have stopped finishing for `stallMs` with some unfinished:
- * a caller waiting for chunks nobody runs (a broken claim loop) then stops with an error instead of
- * waiting forever. Gives up after `lifeMs` or close(), leaving nothing.
+ * Global indices of the row quads a NaN-initialised C shows as written (every meaningful cell a
+ * number); fails on a quad written only in part. Every quad has meaningful cells (its first row
+ * is below m, column 0 below n).
  */
-function leaveWhenStalled(ctl: Int32Array, at: Record<string, number>, stallMs = 2000, lifeMs = 60_000): void {
-  onRealThread(
-    `
-    const end = Date.now() + d.lifeMs;
-    while (Date.now() < end && Atomics.load(ctl, d.at.quit) === 0) {
-      const done = Atomics.load(ctl, d.at.done);
-      const word = Atomics.load(ctl, d.at.word);
-      if (done >= Atomics.load(ctl, d.at.chunks)) {
-        Atomics.wait(ctl, d.at.done, done, 200);
-        continue;
-      }
-      if (Atomics.wait(ctl, d.at.done, done, d.stallMs) === 'timed-out' && Atomics.load(ctl, d.at.done) === done && Atomics.load(ctl, d.at.word) === word) {
-        Atomics.add(ctl, d.at.left, 1);
-        Atomics.notify(ctl, d.at.done);
-        break;
-      }
-    }
-  `,
-    { control: ctl.buffer, at, stallMs, lifeMs },
-  );
-}
-
-/**
- * A stand-in for node:worker_threads: each Worker calls `helper` with the control block as a real
- * helper would see it at boot (same slots, through workerData.at), synchronously on this thread,
- * and leaves if a job stalls (`leaveWhenStalled`) unless `helper` takes care of leaving.
- */
-function fakeWorkerThreads(helper: (ctl: Int32Array, at: Record<string, number>) => void = () => {}, reaper = true) {
-  const launches: Launch[] = [];
-  class Worker {
-    private readonly launch: Launch;
-    constructor(source: string, options: Launch['options']) {
-      const { control, at } = options.workerData;
-      const ctl = new Int32Array(control);
-      this.launch = { source, options, word: Atomics.load(ctl, at.word!), unrefs: 0 };
-      launches.push(this.launch);
-      helper(ctl, at);
-      if (reaper) leaveWhenStalled(ctl, at);
-    }
-    on(event: string, listener: (e: Error) => void): this {
-      if (event === 'error') this.launch.fail = listener;
-      return this;
-    }
-    unref(): void {
-      this.launch.unrefs++;
-    }
+function writtenQuads(c: ArrayLike<number>, s: WasmMatmulShape): number[] {
+  const out: number[] = [];
+  const quads = s.mPad / 4;
+  for (let q = 0; q < quadCount(s); q++) {
+    const z = Math.floor(q / quads);
+    const rows = Array.from({ length: 4 }, (_, r) => 4 * (q % quads) + r).filter((i) => i < s.m);
+    const cells = rows.flatMap((i) => Array.from({ length: s.n }, (_, j) => c[cellOf(s, z, i, j)]!));
+    const numbers = cells.filter((v) => !Number.isNaN(v)).length;
+    if (numbers === cells.length) out.push(q);
+    else if (numbers !== 0) expect.fail(`quad ${q} written in part (${numbers}/${cells.length} cells) in ${JSON.stringify(s)}`);
   }
-  return { wt: { Worker } as unknown as WorkerThreads, launches };
+  return out;
 }
 
-/** A stand-in helper that boots and then idles. */
-const boots = (ctl: Int32Array, at: Record<string, number>) => void Atomics.add(ctl, at.booted!, 1);
-/** The stand-in helper of `l` leaves (as a real one does after its idle time). */
-const leave = (l: Launch) => void Atomics.add(new Int32Array(l.options.workerData.control), l.options.workerData.at.left!, 1);
+/** The quads whose first cell lies in [start, end): what one worker with that range owns. */
+const ownedQuads = (s: WasmMatmulShape, start: number, end: number): number[] =>
+  Array.from({ length: quadCount(s) }, (_, q) => q).filter((q) => q * quadCells(s) >= start && q * quadCells(s) < end);
 
-/** Runs `make` where Node reports `cores` cores and `wt` as its worker_threads. */
-function withNode<T>(cores: number, wt: WorkerThreads | undefined, make: () => T): T {
-  const saved = process.getBuiltinModule;
-  const fake = (id: string): unknown => (id === 'node:os' ? { availableParallelism: () => cores } : id === 'node:worker_threads' && wt !== undefined ? wt : saved(id));
-  process.getBuiltinModule = fake as typeof saved;
-  try {
-    return make();
-  } finally {
-    process.getBuiltinModule = saved;
-  }
+/** [0, cells) cut at `cuts` (multiples of 4, any order, repeats allowed: empty ranges) into consecutive ranges. */
+function partition(cells: number, cuts: readonly number[]): Array<[number, number]> {
+  const bounds = [0, ...[...cuts].sort((x, y) => x - y), cells];
+  return bounds.slice(1).map((end, i) => [bounds[i]!, end]);
 }
 
-const sharedModule = () => {
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
-  return { module: new WebAssembly.Module(wasmMatmulModule(true)), memory };
-};
+const anyShape = fc
+  .record({
+    batch: fc.integer({ min: 1, max: 3 }),
+    m: fc.integer({ min: 1, max: 13 }),
+    k: fc.integer({ min: 1, max: 9 }),
+    n: fc.integer({ min: 1, max: 19 }),
+    a: fc.constantFrom(...A_LAYOUTS),
+    b: fc.constantFrom(...B_LAYOUTS),
+  })
+  .map(({ batch, m, k, n, a, b }) => shapeOf(batch, m, k, n, a, b));
 
-/** How often each row quad is covered by the product calls; throws at a call that leaves the job's layout. */
-function coveredQuads(job: ThreadedJob, calls: readonly number[][]): number[] {
-  const quads = job.m / 4;
-  const seen = new Array<number>(job.batch * quads).fill(0);
-  for (const call of calls) {
-    const [a, b, c, m, k, n] = call as [number, number, number, number, number, number];
-    const g = (a - job.a) / (job.k * 16);
-    const z = Math.floor(g / quads);
-    // B of the call's batch, C of its rows, whole quads, and not past its batch
-    const fits = k === job.k && n === job.n && b === job.b + z * job.bStride && c === job.c + g * job.n * 16 && m % 4 === 0 && g + m / 4 <= (z + 1) * quads;
-    if (!fits) throw new Error(`call [${call.join(', ')}] does not fit the job`);
-    for (let q = g; q < g + m / 4; q++) seen[q]!++;
-  }
-  return seen;
-}
+describe.runIf(wasmSimdSupported())('wasm SIMD product module', () => {
+  it('computes the product for every layout, over any partition of its cells into ranges starting at multiples of 4, each range its own row quads', () => {
+    fc.assert(
+      fc.property(anyShape, fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 3 }), fc.integer({ min: 1, max: 999 }), (s, fractions, seed) => {
+        const cells = productCells(s);
+        expect(cells).toBe(s.batch * s.mPad * s.nPad);
+        // gpu.js aligns each worker's start down to a multiple of 4, wherever that falls in a quad
+        const ranges = partition(cells, fractions.map((f) => 4 * Math.floor((f * cells) / 4)));
+        const [a, b] = operands(s, seed);
+        const [la, lb] = [layA(s, a), layB(s, b)];
+        expectProduct(runProductModule(s, la, lb, ranges), s, a, b);
+        for (const [start, end] of ranges) {
+          const alone = runProductModule(s, la, lb, [[start, end]]);
+          expect(writtenQuads(alone, s), `range [${start}, ${end}) of ${JSON.stringify(s)}`).toEqual(ownedQuads(s, start, end));
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
 
-// Not gated on wasmSimdSupported(): Node has WebAssembly SIMD, and a broken module must fail these tests, not skip them.
-describe('wasm SIMD product', () => {
-  it('the module validates, imports env.memory (shared only in the shared variant) and exports mm', () => {
-    expect(wasmSimdSupported()).toBe(true);
-    for (const shared of [false, true]) {
-      const module = new WebAssembly.Module(wasmMatmulModule(shared));
-      expect(WebAssembly.Module.imports(module)).toEqual([{ module: 'env', name: 'memory', kind: 'memory' }]);
-      expect(WebAssembly.Module.exports(module)).toEqual([{ name: 'mm', kind: 'function' }]);
-      const plain = new WebAssembly.Memory({ initial: 1 });
-      const sharedMemory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
-      const right = shared ? sharedMemory : plain;
-      const wrong = shared ? plain : sharedMemory;
-      expect(() => new WebAssembly.Instance(module, { env: { memory: right } })).not.toThrow();
-      expect(() => new WebAssembly.Instance(module, { env: { memory: wrong } })).toThrow(WebAssembly.LinkError);
+  it('a range starting inside a quad leaves that quad to the range before it, and a range inside one quad computes nothing', () => {
+    // 2 batches × 3 quads of 4·16 = 64 cells: 384 cells
+    for (const [a, b] of A_LAYOUTS.flatMap((x) => B_LAYOUTS.map((y) => [x, y] as const))) {
+      const s = shapeOf(2, 10, 5, 13, a, b);
+      expect([quadCells(s), productCells(s)]).toEqual([64, 384]);
+      const [a0, b0] = operands(s, 7);
+      const [la, lb] = [layA(s, a0), layB(s, b0)];
+      const written = (start: number, end: number) => writtenQuads(runProductModule(s, la, lb, [[start, end]]), s);
+      // split 4 cells past the odd quad boundary 3·64: quad 3 starts before the split
+      expect(written(0, 196)).toEqual([0, 1, 2, 3]);
+      expect(written(196, 384)).toEqual([4, 5]);
+      // 4 cells into the first quad
+      expect(written(0, 4)).toEqual([0]);
+      expect(written(4, 384)).toEqual([1, 2, 3, 4, 5]);
+      // ends on a quad boundary: the quad starting there belongs to the next range
+      expect(written(64, 192)).toEqual([1, 2]);
+      expect(written(68, 128)).toEqual([]);
+      expect(written(0, 0)).toEqual([]);
+      expect(written(380, 384)).toEqual([]);
+      expect(written(320, 384)).toEqual([5]);
     }
   });
 
-  it('a freshly assembled module of either variant computes the product at byte offsets', () => {
-    const s = shapeOf(1, 12, 7, 24, true);
-    const [a, b] = plainOperands({ ...s }, 21);
-    const [pa, pb] = pack(s, a, b);
-    for (const shared of [undefined, false, true]) {
-      const memory = shared === true ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : new WebAssembly.Memory({ initial: 1 });
-      const mm = new WebAssembly.Instance(new WebAssembly.Module(wasmMatmulModule(shared)), { env: { memory } }).exports.mm as ProductFn;
+  it('reads nothing past the end of A (row-major or packed; rows past m clamped) or of packed B, each placed at the end of the memory', () => {
+    // the operand ends exactly at the memory's end, so a read past it traps
+    for (const s of [shapeOf(2, 9, 7, 11, 'rows', 'rows'), shapeOf(1, 6, 3, 5, 'rows', 'packed'), shapeOf(3, 13, 4, 17, 'packed', 'rows'), shapeOf(2, 7, 6, 3, 'rows', 'packed')]) {
+      const [a, b] = operands(s, 11);
+      const [la, lb] = [layA(s, a), layB(s, b)];
+      for (const last of ['a', 'b'] as const) {
+        if (last === 'b' && s.b !== 'packed') continue;
+        const cBytes = productCells(s) * 4;
+        const [firstLen, lastLen] = last === 'a' ? [lb.length, la.length] : [la.length, lb.length];
+        const pages = Math.ceil((cBytes + 4 * firstLen + 4 * lastLen + 32) / PAGE);
+        const end = pages * PAGE;
+        const at: ProductOffsets = last === 'a' ? { c: 0, b: cBytes, a: end - 4 * lastLen } : { c: 0, a: cBytes, b: end - 4 * lastLen };
+        const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+        const f32 = new Float32Array(memory.buffer);
+        f32.fill(NaN);
+        f32.set(la, at.a / 4);
+        f32.set(lb, at.b / 4);
+        const run = new WebAssembly.Instance(new WebAssembly.Module(productModule(s, at, false)), { env: { memory } }).exports.run as Run;
+        run(0, productCells(s), 0);
+        expectProduct(f32.subarray(0, productCells(s)), s, a, b, `C (${last} last)`);
+      }
+    }
+  });
+
+  it('validates, imports env.memory (declared shared only when asked), exports run, and runs on a shared memory with gpu.js limits at any offsets', () => {
+    const s = shapeOf(2, 5, 3, 9, 'transposed', 'packed');
+    const at: ProductOffsets = { a: 1024, b: 4096, c: 8192 };
+    const modules = [false, true].map((shared) => new WebAssembly.Module(productModule(s, at, shared)));
+    for (const [i, shared] of [false, true].entries()) {
+      const bytes = productModule(s, at, shared);
+      expect(bytes).toBeInstanceOf(Uint8Array);
+      expect(WebAssembly.validate(bytes)).toBe(true);
+      expect(WebAssembly.Module.imports(modules[i]!)).toEqual([{ module: 'env', name: 'memory', kind: 'memory' }]);
+      expect(WebAssembly.Module.exports(modules[i]!)).toEqual([{ name: 'run', kind: 'function' }]);
+    }
+    const plain = new WebAssembly.Memory({ initial: 1 });
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 4096, shared: true });
+    // a memory's shared flag must match the import's declaration, both ways
+    expect(() => new WebAssembly.Instance(modules[0]!, { env: { memory: shared } })).toThrow(WebAssembly.LinkError);
+    expect(() => new WebAssembly.Instance(modules[1]!, { env: { memory: plain } })).toThrow(WebAssembly.LinkError);
+    const [a, b] = operands(s, 3);
+    for (const [i, memory] of [plain, shared].entries()) {
       const f32 = new Float32Array(memory.buffer);
       f32.fill(NaN);
-      const [aOff, bOff, cOff] = [4, 4 + pa.length + 8, 4 + pa.length + 8 + pb.length + 4];
-      f32.set(pa, aOff);
-      f32.set(pb, bOff);
-      mm(4 * aOff, 4 * bOff, 4 * cOff, s.mPad, s.k, s.nPad);
-      expectProduct(f32.slice(cOff, cOff + s.mPad * s.nPad), s, a, b);
-      // nothing written around C
-      expect(Number.isNaN(f32[cOff - 1]!) && Number.isNaN(f32[cOff + s.mPad * s.nPad]!)).toBe(true);
+      f32.set(layA(s, a), at.a / 4);
+      f32.set(layB(s, b), at.b / 4);
+      const run = new WebAssembly.Instance(modules[i]!, { env: { memory } }).exports.run as Run;
+      run(0, productCells(s), 12345);
+      expectProduct(f32.slice(at.c / 4, at.c / 4 + productCells(s)), s, a, b, i === 0 ? 'C (plain memory)' : 'C (shared memory)');
     }
   });
+});
 
-  it('wasmSimdSupported says false where the module does not validate or validation throws', () => {
-    const validate = WebAssembly.validate;
-    try {
-      WebAssembly.validate = () => false;
-      expect(wasmSimdSupported()).toBe(false);
-      WebAssembly.validate = () => {
-        throw new Error('no SIMD');
-      };
-      expect(wasmSimdSupported()).toBe(false);
-    } finally {
-      WebAssembly.validate = validate;
-    }
-    expect(wasmSimdSupported()).toBe(true);
+describe('wasm SIMD product source and shape', () => {
+  it('wasmSimdSupported says what an engine probe of a v128 local says', () => {
+    // a function with one v128 local and an empty body: valid exactly where SIMD is
+    const probe = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 0x0a, 6, 1, 4, 1, 1, 0x7b, 0x0b]);
+    expect(wasmSimdSupported()).toBe(WebAssembly.validate(probe));
   });
 
-  it('computes ragged, batched products from plain and packed operands', () => {
-    const arena = new WasmMatmulArena({ threads: 1 });
-    const shapes: Array<[number, number, number, number]> = [
-      [1, 1, 1, 1],
-      [1, 3, 5, 7],
-      [2, 5, 1, 9],
-      [3, 4, 17, 8],
-      [1, 13, 33, 23],
-      [2, 9, 64, 17],
-      [1, 64, 3, 40],
-      [2, 8, 130, 16],
+  it('the kernel source, run as JavaScript one thread per cell, computes the product and 0 in the padding', () => {
+    fc.assert(
+      fc.property(anyShape, fc.integer({ min: 1, max: 999 }), (s, seed) => {
+        const [a, b] = operands(s, seed);
+        const [la, lb] = [layA(s, a), layB(s, b)];
+        const kernel = new Function(`return ${productSource(s)}`)() as (this: { thread: { x: number } }, a: Float32Array, b: Float32Array) => number;
+        const c = Array.from({ length: productCells(s) }, (_, x) => kernel.call({ thread: { x } }, la, lb));
+        expectProduct(c, s, a, b, 'source C');
+        for (let z = 0; z < s.batch; z++)
+          for (let i = 0; i < s.mPad; i++)
+            for (let j = 0; j < s.nPad; j++) if (i >= s.m || j >= s.n) expect(c[cellOf(s, z, i, j)], `padding [${z}][${i}][${j}]`).toBe(0);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('the source carries its shape, which productShapeOf reads back; other sources carry none', () => {
+    fc.assert(
+      fc.property(anyShape, (s) => {
+        expect(productShapeOf(productSource(s))).toEqual(s);
+        // as gpu.js holds it, inside other text
+        expect(productShapeOf(`// kernel\n${productSource(s)}\n`)).toEqual(s);
+      }),
+      { numRuns: 30 },
+    );
+    expect(productShapeOf('function (a, b) {\n  return a[this.thread.x] * b[this.thread.x];\n}')).toBeUndefined();
+    expect(productShapeOf('function (a) { /* a comment */ return a[0]; }')).toBeUndefined();
+  });
+
+  it('rejects a shape with unaligned or short padding or an empty extent, naming it', () => {
+    const good = shapeOf(1, 5, 3, 9, 'rows', 'rows');
+    const bad: WasmMatmulShape[] = [
+      { ...good, mPad: 6 },
+      { ...good, m: 9 },
+      { ...good, nPad: 12 },
+      { ...good, n: 17 },
+      { ...good, m: 0 },
+      { ...good, n: 0 },
+      { ...good, k: 0 },
+      { ...good, batch: 0 },
     ];
-    let seed = 1;
-    for (const [batch, m, k, n] of shapes) {
-      const s = shapeOf(batch, m, k, n);
-      const [a, b] = plainOperands(s, seed++);
-      expectProduct(createWasmMatmul(s, arena)(a, b), s, a, b);
-      const p = shapeOf(batch, m, k, n, true);
-      const [pa, pb] = pack(p, a, b);
-      expectProduct(createWasmMatmul(p, arena)(pa, pb), p, a, b);
-      // one operand packed, the other plain
-      expectProduct(createWasmMatmul({ ...s, packedA: true }, arena)(pa, b), s, a, b);
-      expectProduct(createWasmMatmul({ ...s, packedB: true }, arena)(a, pb), s, a, b);
-      // plain operands with their last two axes swapped: A as [batch][k][m], B as [batch][n][k]
-      const [at, bt] = [swapLast(a, batch, m, k), swapLast(b, batch, k, n)];
-      expectProduct(createWasmMatmul({ ...s, transposedA: true }, arena)(at, b), s, a, b);
-      expectProduct(createWasmMatmul({ ...s, transposedB: true }, arena)(a, bt), s, a, b);
-      expectProduct(createWasmMatmul({ ...s, transposedA: true, transposedB: true }, arena)(at, bt), s, a, b);
+    for (const s of bad) {
+      for (const fn of [() => productModule(s, { a: 0, b: 0, c: 0 }, false), () => productSource(s)]) {
+        expect(fn).toThrow(RangeError);
+        expect(thrown(fn)).toContain(`bad shape ${JSON.stringify(s)}`);
+      }
     }
-  });
-
-  it('pads with zeros whatever an earlier product left in the arena, and returns a copy', () => {
-    const arena = new WasmMatmulArena({ threads: 1 });
-    const big = shapeOf(2, 24, 40, 48);
-    createWasmMatmul(big, arena)(new Float32Array(2 * 24 * 40).fill(NaN), new Float32Array(2 * 40 * 48).fill(NaN));
-    for (const [m, n] of [
-      [5, 16],
-      [8, 11],
-      [7, 13],
-    ] as const) {
-      const s = shapeOf(2, m, 6, n);
-      const [a, b] = plainOperands(s, m + n);
-      const product = createWasmMatmul(s, arena);
-      const c = product(a, b);
-      expectProduct(c, s, a, b);
-      c.fill(7);
-      expectProduct(product(a, b), s, a, b);
-      createWasmMatmul(big, arena)(new Float32Array(2 * 24 * 40).fill(NaN), new Float32Array(2 * 40 * 48).fill(NaN));
-      const transposed = createWasmMatmul({ ...s, transposedA: true, transposedB: true }, arena);
-      expectProduct(transposed(swapLast(a, 2, m, 6), swapLast(b, 2, 6, n)), s, a, b);
+    // the edge of each rule is accepted
+    for (const s of [good, { ...good, mPad: 8 }, { ...good, nPad: 16 }, { ...good, m: 8, n: 16, mPad: 8, nPad: 16 }, { ...good, m: 1, n: 1, k: 1 }]) {
+      expect(() => productModule(s, { a: 0, b: 0, c: 0 }, false)).not.toThrow();
+      expect(() => productSource(s)).not.toThrow();
     }
-  });
-
-  it('the arena grows by whole 64 KiB pages to the largest product and keeps its view until then', () => {
-    const arena = new WasmMatmulArena({ threads: 1 });
-    expect(arena.bytes).toBe(65536);
-    const first = arena.reserve(16384);
-    expect(first.length).toBe(16384);
-    expect(arena.reserve(100)).toBe(first);
-    expect(arena.bytes).toBe(65536);
-    const grown = arena.reserve(16385);
-    expect(arena.bytes).toBe(2 * 65536);
-    // growing detaches the old buffer: the view is a new one
-    expect(first.length).toBe(0);
-    expect(grown.length).toBe(2 * 16384);
-    expect(arena.reserve(3 * 16384 + 1).length).toBe(4 * 16384);
-    expect(arena.reserve(1).length).toBe(4 * 16384);
-    // operands and result side by side: 4·9000 + 9000·8 + 4·8 floats, 6.6 pages
-    const s = shapeOf(1, 4, 9000, 8);
-    const [a, b] = plainOperands(s, 3);
-    expectProduct(createWasmMatmul(s, arena)(a, b), s, a, b);
-    expect(arena.bytes).toBe(7 * 65536);
-  });
-
-  it('reserves room for a result larger than its operands', () => {
-    // 64 + 1024 floats of operands, 65536 of result: the result alone needs the four extra pages
-    const s = shapeOf(1, 64, 1, 1024);
-    const [a, b] = plainOperands(s, 8);
-    const arena = new WasmMatmulArena({ threads: 1 });
-    expectProduct(createWasmMatmul(s, arena)(a, b), s, a, b);
-    expect(arena.bytes).toBe(5 * 65536);
-  });
-
-  it('multiply() runs batches at float offsets of the arena and writes nothing past C', () => {
-    const s = shapeOf(3, 8, 6, 16, true);
-    const [a, b] = plainOperands(s, 17);
-    const [pa, pb] = pack(s, a, b);
-    const arena = new WasmMatmulArena({ threads: 1 });
-    const cLen = s.batch * s.mPad * s.nPad;
-    const [aOff, bOff, cOff] = [12, 12 + pa.length + 4, 12 + pa.length + 4 + pb.length + 8];
-    const f32 = arena.reserve(cOff + 2 * cLen);
-    f32.fill(NaN);
-    f32.set(pa, aOff);
-    f32.set(pb, bOff);
-    arena.multiply(aOff, bOff, cOff, s.mPad, s.k, s.nPad, s.batch);
-    expectProduct(f32.slice(cOff, cOff + cLen), s, a, b);
-    expect(f32.subarray(cOff + cLen, cOff + 2 * cLen).every(Number.isNaN)).toBe(true);
-    expect(Number.isNaN(f32[cOff - 1]!)).toBe(true);
-  });
-
-  it('refuses unaligned padded sizes and operands of the wrong length, saying which', () => {
-    const s = shapeOf(2, 3, 5, 7);
-    expect(thrown(() => createWasmMatmul({ ...s, mPad: 6 }))).toBe('wasm matmul: mPad must be a multiple of 4 and nPad of 8, got 6 and 8');
-    expect(thrown(() => createWasmMatmul({ ...s, nPad: 12 }))).toBe('wasm matmul: mPad must be a multiple of 4 and nPad of 8, got 4 and 12');
-    const product = createWasmMatmul(s, new WasmMatmulArena({ threads: 1 }));
-    const [a, b] = plainOperands(s, 1);
-    expect(thrown(() => product(a.subarray(1), b))).toBe('wasm matmul: operands of 29 and 70 floats, expected 30 and 70');
-    expect(thrown(() => product(a, b.subarray(1)))).toBe('wasm matmul: operands of 30 and 69 floats, expected 30 and 70');
-    const packed = createWasmMatmul({ ...s, packedA: true, packedB: true }, new WasmMatmulArena({ threads: 1 }));
-    expect(thrown(() => packed(a, b))).toBe('wasm matmul: operands of 30 and 70 floats, expected 40 and 80');
-  });
-});
-
-describe('wasm product threading', () => {
-  it('allows min(cores, 8) threads, one on one core, and says why', () => {
-    expect(withNode(4, undefined, matmulThreading)).toEqual({ threads: 4 });
-    expect(withNode(2, undefined, matmulThreading)).toEqual({ threads: 2 });
-    expect(withNode(64, undefined, matmulThreading)).toEqual({ threads: 8 });
-    expect(withNode(1, undefined, matmulThreading)).toEqual({ threads: 1, reason: 'one core' });
-    const sab = globalThis.SharedArrayBuffer;
-    try {
-      (globalThis as { SharedArrayBuffer?: unknown }).SharedArrayBuffer = undefined;
-      expect(withNode(4, undefined, matmulThreading)).toEqual({ threads: 1, reason: 'SharedArrayBuffer is unavailable' });
-    } finally {
-      globalThis.SharedArrayBuffer = sab;
-    }
-  });
-
-  it('without process.getBuiltinModule, or outside Node, there are no helper threads, and why', () => {
-    const saved = process.getBuiltinModule;
-    try {
-      (process as { getBuiltinModule?: unknown }).getBuiltinModule = undefined;
-      const why = 'process.getBuiltinModule is missing (Node < 20.16): no worker_threads without a static import';
-      expect(matmulThreading()).toEqual({ threads: 1, reason: why });
-      expect(thrown(() => workerThreads())).toBe(`wasm matmul: no helper threads: ${why}`);
-    } finally {
-      process.getBuiltinModule = saved;
-    }
-    const proc = globalThis.process;
-    let outside: ReturnType<typeof matmulThreading> | undefined;
-    try {
-      (globalThis as { process?: unknown }).process = undefined;
-      outside = matmulThreading();
-    } finally {
-      globalThis.process = proc;
-    }
-    expect(outside).toEqual({ threads: 1, reason: 'not Node: a browser main thread cannot block on Atomics.wait, and products are synchronous' });
-    expect(typeof workerThreads().Worker).toBe('function');
-  });
-
-  it('an arena takes the threads it may have, fewer when asked, and says why', () => {
-    const arena = (cores: number, threads?: number) => withNode(cores, fakeWorkerThreads().wt, () => new WasmMatmulArena(threads === undefined ? {} : { threads })).threading;
-    expect(arena(4)).toEqual({ threads: 4 });
-    expect(arena(4, 9)).toEqual({ threads: 4 });
-    expect(arena(4, 4)).toEqual({ threads: 4 });
-    expect(arena(4, 2)).toEqual({ threads: 2, reason: '2 threads requested' });
-    expect(arena(4, 1)).toEqual({ threads: 1, reason: 'one thread requested' });
-    expect(arena(1)).toEqual({ threads: 1, reason: 'one core' });
-    expect(arena(1, 1)).toEqual({ threads: 1, reason: 'one core' });
-    expect(arena(1, 3)).toEqual({ threads: 1, reason: 'one core' });
-  });
-
-  it('products of THREADED_MIN_MACS or more are cut into chunks; smaller ones, and all after close(), run on the calling thread', () => {
-    const { wt, launches } = fakeWorkerThreads(boots);
-    const arena = withNode(4, wt, () => new WasmMatmulArena({ helperIdleMs: 1234 }));
-    expect(arena.threading).toEqual({ threads: 4 });
-    const run = (batch: number, m: number, k: number, n: number, seed: number) => {
-      const s = shapeOf(batch, m, k, n);
-      const [a, b] = plainOperands(s, seed);
-      expectProduct(createWasmMatmul(s, arena)(a, b), s, a, b);
-    };
-    // one multiply-add short of the threshold (padded sizes count): the calling thread alone
-    run(1, 64, 255, 256, 1);
-    expect(64 * 255 * 256).toBeLessThan(THREADED_MIN_MACS);
-    expect(arena.chunks).toEqual({ caller: 0, helpers: 0 });
-    expect(launches).toEqual([]);
-    // exactly the threshold: 16 quads of 2^18 multiply-adds, a chunk each
-    expect(64 * 256 * 256).toBe(THREADED_MIN_MACS);
-    run(1, 64, 256, 256, 2);
-    expect(arena.chunks).toEqual({ caller: 16, helpers: 0 });
-    expect(launches.length).toBe(3);
-    expect(arena.helperThreads).toBe(3);
-    expect(arena.helperStarts).toBe(3);
-    for (const l of launches) {
-      expect(l.options.eval).toBe(true);
-      expect(l.options.execArgv).toEqual([]);
-      expect(l.options.workerData.idleMs).toBe(1234);
-      expect(l.unrefs).toBe(1);
-      expect(l.source).toContain('runChunks');
-    }
-    // two batches of 8 quads, padded rows inside: still 16 one-quad chunks, no new helpers while three are alive
-    run(2, 31, 256, 256, 3);
-    expect(arena.chunks).toEqual({ caller: 32, helpers: 0 });
-    expect(launches.length).toBe(3);
-    arena.close();
-    expect(Atomics.load(new Int32Array(launches[0]!.options.workerData.control), launches[0]!.options.workerData.at.quit!)).toBe(1);
-    run(1, 64, 256, 256, 4);
-    expect(arena.chunks).toEqual({ caller: 32, helpers: 0 });
-    expect(arena.helperThreads).toBe(3);
-  });
-
-  it('helpers get the default idle time, and helpers that left are replaced by the next product', () => {
-    const { wt, launches } = fakeWorkerThreads(boots);
-    const arena = withNode(3, wt, () => new WasmMatmulArena());
-    const s = shapeOf(1, 64, 256, 256);
-    const [a, b] = plainOperands(s, 5);
-    const product = createWasmMatmul(s, arena);
-    product(a, b);
-    expect(launches.length).toBe(2);
-    expect(launches[0]!.options.workerData.idleMs).toBe(HELPER_IDLE_MS);
-    expect(arena.helperThreads).toBe(2);
-    launches.forEach(leave);
-    expect(arena.helperThreads).toBe(0);
-    expectProduct(product(a, b), s, a, b);
-    expect(launches.length).toBe(4);
-    expect(arena.helperStarts).toBe(4);
-    // each job publishes a new generation in the claim word's high bits, from chunk 0
-    expect(launches.map((l) => l.word)).toEqual([1 << 12, 1 << 12, 2 << 12, 2 << 12]);
-  });
-
-  it('a threaded multiply() reads and writes at the float offsets and batch strides it is given', () => {
-    const { wt } = fakeWorkerThreads(boots);
-    const arena = withNode(2, wt, () => new WasmMatmulArena());
-    const s = shapeOf(2, 32, 256, 256, true);
-    const [a, b] = plainOperands(s, 31);
-    const [pa, pb] = pack(s, a, b);
-    const cLen = s.batch * s.mPad * s.nPad;
-    const [aOff, bOff, cOff] = [20, 20 + pa.length + 4, 20 + pa.length + 4 + pb.length + 8];
-    const f32 = arena.reserve(cOff + cLen + 1024);
-    f32.fill(NaN);
-    f32.set(pa, aOff);
-    f32.set(pb, bOff);
-    arena.multiply(aOff, bOff, cOff, s.mPad, s.k, s.nPad, s.batch);
-    expect(arena.chunks).toEqual({ caller: 16, helpers: 0 });
-    expectProduct(f32.slice(cOff, cOff + cLen), s, a, b);
-    expect(f32.subarray(cOff + cLen, cOff + cLen + 1024).every(Number.isNaN)).toBe(true);
-  });
-
-  it('an arena without helpers reports none, and runs large products unchunked', () => {
-    const arena = new WasmMatmulArena({ threads: 1 });
-    const s = shapeOf(1, 64, 256, 256);
-    const [a, b] = plainOperands(s, 6);
-    expectProduct(createWasmMatmul(s, arena)(a, b), s, a, b);
-    expect([arena.helperThreads, arena.helperStarts, arena.chunks]).toEqual([0, 0, { caller: 0, helpers: 0 }]);
-    arena.close();
-    expect(arena.threading.threads).toBe(1);
-  });
-});
-
-describe('wasm product helpers: chunks and claims', () => {
-  const job = (over: Partial<ThreadedJob>): ThreadedJob => ({ a: 1024, b: 9000, c: 50_000, bStride: 777 * 4, batch: 1, m: 4, k: 1, n: 8, ...over });
-
-  /** Runs `j` with a recording product on helpers that never boot; returns the calls and chunk count. */
-  function runRecorded(j: ThreadedJob): { calls: number[][]; chunks: number } {
-    const { module, memory } = sharedModule();
-    const { mm, calls } = recordingProduct();
-    const helpers = new MatmulHelpers(fakeWorkerThreads().wt, module, memory, mm, 1);
-    helpers.run(j);
-    expect(helpers.chunks.helpers).toBe(0);
-    return { calls, chunks: helpers.chunks.caller };
-  }
-
-  it.each([
-    // [batch, m, k, n, chunks]: about 1/16 of the job per chunk, at least 2^17 and at most 2^21 multiply-adds, at most 4095 chunks
-    [3, 12, 5, 16, 1],
-    [1, 256, 128, 128, 16],
-    [2, 128, 128, 128, 16],
-    [1, 4 * 65536, 16, 16, 32],
-    [1, 4 * 10_000, 1024, 1024, 3334],
-    [1, 4 * 4096, 1024, 1024, 2048],
-    [5, 36, 1024, 2048, 45],
-  ])('batch %i of %i×%i·%i×… runs every row quad once, in %i chunks, each call inside one batch', (batch, m, k, n, chunks) => {
-    const j = job({ batch, m, k, n });
-    const run = runRecorded(j);
-    expect(run.chunks).toBe(chunks);
-    expect(coveredQuads(j, run.calls).every((times) => times === 1)).toBe(true);
-  });
-
-  it('splits a chunk that spans batches at the batch boundaries', () => {
-    const j = job({ batch: 3, m: 12, k: 5, n: 16 });
-    expect(runRecorded(j).calls).toEqual([
-      [1024, 9000, 50_000, 12, 5, 16],
-      [1024 + 3 * 5 * 16, 9000 + 777 * 4, 50_000 + 3 * 16 * 16, 12, 5, 16],
-      [1024 + 6 * 5 * 16, 9000 + 2 * 777 * 4, 50_000 + 6 * 16 * 16, 12, 5, 16],
-    ]);
-  });
-
-  it('a helper that fails is reported by the next product; close() ends all products on the helpers', () => {
-    const { module, memory } = sharedModule();
-    const { mm } = recordingProduct();
-    const { wt, launches } = fakeWorkerThreads(boots);
-    const helpers = new MatmulHelpers(wt, module, memory, mm, 2);
-    helpers.run(job({}));
-    expect(helpers.alive).toBe(2);
-    expect(helpers.starts).toBe(2);
-    launches[1]!.fail!(new Error('out of memory'));
-    expect(thrown(() => helpers.run(job({})))).toBe('wasm matmul: a helper thread failed: out of memory');
-    expect(helpers.closed).toBe(false);
-    helpers.close();
-    expect(helpers.closed).toBe(true);
-    expect(thrown(() => helpers.run(job({})))).toBe('wasm matmul: helper threads used after close()');
-  });
-
-  /**
-   * A stand-in helper that boots and claims the first chunk of the job at once, then, on a real
-   * thread `afterMs` later (while the caller waits), either leaves without running it, or reports
-   * it done and leaves some seconds after.
-   */
-  const claimsFirstChunk = (then: 'leaves' | 'finishes', afterMs: number) =>
-    fakeWorkerThreads((ctl, at) => {
-      Atomics.add(ctl, at.booted!, 1);
-      const w = Atomics.load(ctl, at.word!);
-      expect(Atomics.compareExchange(ctl, at.word!, w, w + 1)).toBe(w);
-      onRealThread(
-        `
-        Atomics.wait(ctl, d.at.quit, 0, d.afterMs);
-        if (d.finishes) {
-          Atomics.add(ctl, d.at.byHelpers, 1);
-          Atomics.add(ctl, d.at.done, 1);
-          Atomics.notify(ctl, d.at.done);
-          Atomics.wait(ctl, d.at.quit, 0, 3000);
-        }
-        Atomics.add(ctl, d.at.left, 1);
-        Atomics.notify(ctl, d.at.done);
-      `,
-        { control: ctl.buffer, at, afterMs, finishes: then === 'finishes' },
-      );
-    }, false).wt;
-
-  it('a helper that leaves with a claimed chunk unfinished is reported, not waited for forever', () => {
-    const { module, memory } = sharedModule();
-    const { mm, calls } = recordingProduct();
-    const helpers = new MatmulHelpers(claimsFirstChunk('leaves', 100), module, memory, mm, 1);
-    const j = job({ m: 256, k: 128, n: 128 });
-    expect(thrown(() => helpers.run(j))).toBe('wasm matmul: helper threads left with 1 of 16 chunks claimed and unfinished');
-    expect(helpers.chunks).toEqual({ caller: 15, helpers: 0 });
-    expect(coveredQuads(j, calls).filter((times) => times === 0).length).toBe(4);
-  });
-
-  it('the caller waits past its wait slice for a live helper that finishes its chunk late', () => {
-    const { module, memory } = sharedModule();
-    const { mm } = recordingProduct();
-    const helpers = new MatmulHelpers(claimsFirstChunk('finishes', 1500), module, memory, mm, 1);
-    const t0 = Date.now();
-    helpers.run(job({ m: 256, k: 128, n: 128 }));
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
-    expect(helpers.chunks).toEqual({ caller: 15, helpers: 1 });
   });
 });
