@@ -40,15 +40,18 @@ export const THREADED_SEGMENT_MIN_MS = 200;
 
 /**
  * Pipelines stay built between runs while together they lay out at most RETAINED_PEAK_FACTOR
- * times the memory plan's peak, or RETAINED_PIPELINE_FLOOR_BYTES, whichever is more. gpu.js gives
- * each step's output its own region unless shapes match, so a pipeline holds about 4× the plan's
- * peak (measured: 4.0× for the LSH layer's fwd+bwd at L = 4K and 16K). Built per run instead, a
- * pipeline compiles its modules again every run, runs them unoptimised (V8's baseline tier) and
- * spawns its worker pool again: the LSH layer at 16K took 12.5 s per run that way against 5.0 s
- * retained, and its process peaked higher (1.29 against 1.04 GB RSS: the freed wasm memories
- * outlive their runs until the garbage collector reaches them).
+ * times the memory plan's peak and at most RETAINED_MAX_BYTES, or in any case up to
+ * RETAINED_PIPELINE_FLOOR_BYTES. gpu.js gives each step's output its own region unless shapes
+ * match, so a pipeline holds about 4× the plan's peak (measured: 3.9× for the LSH layer's fwd+bwd
+ * at L = 4K and 16K). Built per run instead, a pipeline compiles its modules again every run, runs
+ * them unoptimised (V8's baseline tier) and spawns its worker pool again: the LSH layer at 16K took
+ * 12.5 s per run that way against 5.0 s retained, and its process peaked higher (1.29 against
+ * 1.04 GB RSS: freed wasm memories outlive their runs until the garbage collector reaches them).
+ * Graphs whose pipelines would hold many times their plan's peak (a training graph of several
+ * layers: up to 13× at L = 2048) or more than 2 GiB are built per run, one pipeline alive at a time.
  */
-const RETAINED_PEAK_FACTOR = 8;
+const RETAINED_PEAK_FACTOR = 5;
+const RETAINED_MAX_BYTES = 2 * 2 ** 30;
 const RETAINED_PIPELINE_FLOOR_BYTES = 256 * 2 ** 20;
 
 /**
@@ -285,6 +288,7 @@ export class CompiledRunner implements GraphRunner {
       // 'auto' and 'wasm' write products for our wasm SIMD module; where it cannot run (no wasm
       // SIMD, or gpu.js without the module hook: stats.wasmProducts says which) they stay dot products
       matmul: !webasm ? 'dot' : typeof this.wasmProducts === 'string' ? 'dot' : this.matmul,
+      inlineExp: webasm,
       ...(maxReads === undefined ? {} : { maxReads }),
     });
     const kernels = compiled.kernels.map((k) => this.createKernel(k));
@@ -296,7 +300,7 @@ export class CompiledRunner implements GraphRunner {
     let segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
     const memory = planMemory(compiled);
     const retainedBytes = segments.reduce((sum, seg) => sum + (seg.standalone ? 0 : pipelineBytes(compiled, seg)), 0);
-    const retainedBudget = Math.max(RETAINED_PEAK_FACTOR * memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES);
+    const retainedBudget = Math.max(Math.min(RETAINED_PEAK_FACTOR * memory.peakBytes, RETAINED_MAX_BYTES), RETAINED_PIPELINE_FLOOR_BYTES);
     const pipelineMemory: PipelineMemory = this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > retainedBudget ? 'per-run' : 'retained';
     // built one at a time, a per-run pipeline holds at most about the memory plan's peak
     const cap = this.maxPipelineBytes ?? (pipelineMemory === 'per-run' ? Math.min(MAX_PIPELINE_BYTES, Math.max(memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES)) : MAX_PIPELINE_BYTES);

@@ -13,6 +13,8 @@ import type { DType, NodeId } from '../ir/types.ts';
 import { formatShape, sizeOf } from '../ir/types.ts';
 import { groupKernels, nodeKey, type BufferKey, type KernelSource } from './kernels.ts';
 import { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
+import { inlineExp } from './inline-exp.ts';
+import { printKernel } from './kernel-ir.ts';
 import type { MatmulStrategy } from './packed-matmul.ts';
 
 export { FLOAT32_EXACT_INT, MAX_ELEMENTS } from './kernel-spec.ts';
@@ -81,6 +83,8 @@ export interface CompileOptions {
    * multiply-adds on (`'auto'`). Packed groups add `Array(4)` kernels (`components: 4`).
    */
   readonly matmul?: MatmulStrategy;
+  /** Write `Math.exp` as inline arithmetic (inline-exp.ts): on webasm it is a call into JavaScript per lane. */
+  readonly inlineExp?: boolean;
 }
 
 export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs, options: CompileOptions = {}): CompiledGraph {
@@ -98,6 +102,11 @@ export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs,
         matmul: options.matmul ?? 'dot',
       }),
     );
+  }
+  if (options.inlineExp === true) {
+    kernels.forEach((k, i) => {
+      if (k.ir !== undefined && k.source.includes('Math.exp(')) kernels[i] = { ...k, source: printKernel(inlineExp(k.ir)) };
+    });
   }
   const buffers = new Map<BufferKey, BufferInfo>();
   for (const id of plan.buffers.keys()) {

@@ -1,6 +1,6 @@
 /** What a compiled kernel is: its source text, the buffers it reads and writes, its launch shape. */
 import type { NodeId } from '../ir/types.ts';
-import type { Expr } from './kernel-ir.ts';
+import { printKernel, type Expr, type Kernel } from './kernel-ir.ts';
 import type { WasmMatmulShape } from './wasm-matmul.ts';
 
 /** Integers (values, float-typed indices) are exact in float32 up to this magnitude. */
@@ -21,6 +21,8 @@ export interface KernelSource {
   readonly group: string;
   /** gpu.js kernel source: `function (b0, b3) { ... }`. */
   readonly source: string;
+  /** The kernel IR `source` was printed from (absent for the wasm product, whose source is written directly). */
+  readonly ir?: Kernel;
   /** Buffers passed as arguments, in parameter order. */
   readonly params: readonly BufferKey[];
   /**
@@ -60,16 +62,18 @@ export interface KernelSource {
 export function kernelSource(spec: {
   readonly name: string;
   readonly group: string;
-  readonly writer: { finish(paramNames: readonly string[], result: Expr): string; readonly loopMax: number; readonly scalars: readonly number[] };
+  readonly writer: { finish(paramNames: readonly string[], result: Expr): Kernel; readonly loopMax: number; readonly scalars: readonly number[] };
   readonly result: Expr;
   readonly reads: ReadonlyArray<readonly [BufferKey, string]>;
   readonly output: BufferKey;
   readonly dims: readonly number[];
 }): KernelSource {
+  const ir = spec.writer.finish(spec.reads.map(([, name]) => name), spec.result);
   return {
     name: spec.name,
     group: spec.group,
-    source: spec.writer.finish(spec.reads.map(([, name]) => name), spec.result),
+    source: printKernel(ir),
+    ir,
     params: spec.reads.map(([key]) => key),
     ...(spec.writer.scalars.length > 0 ? { scalars: [...spec.writer.scalars] } : {}),
     output: spec.output,

@@ -40,7 +40,8 @@ import { productCells, productSource, type ALayout, type BLayout, type WasmMatmu
 /**
  * Multiply-adds from which 'auto' writes a matmul as the wasm product. All of the default training
  * config's matmuls (1024×64×64 and up) are above it: as pipeline steps they took its step from
- * 0.65 to 0.24 s (docs/benchmarks.md); below it, one dot product per thread is as fast as packing.
+ * 0.65 to 0.24 s (docs/benchmarks.md). Smaller ones stay one dot product per thread (not measured: a
+ * product that small is a few microseconds either way).
  */
 export const PACKED_MATMUL_MIN_MACS = 2 ** 16;
 

@@ -3,7 +3,7 @@
  * (`bind`, memoised per scope, so a value used twice in a kernel is computed once), scoped blocks
  * and loops, the scalar arguments after the buffers, and the function text they make.
  */
-import { local, printKernel, type Expr, type Stmt } from './kernel-ir.ts';
+import { local, type Expr, type Kernel, type Stmt } from './kernel-ir.ts';
 
 export class StatementWriter {
   // Stryker disable next-line ArrayDeclaration: printKernel skips an entry that is not a statement
@@ -94,7 +94,7 @@ export class StatementWriter {
   }
 
   /** The kernel function text: `function (b0, b3, o0) { ...; return v; }`, buffers then scalars. */
-  finish(paramNames: readonly string[], result: Expr): string {
-    return printKernel({ params: [...paramNames, ...this.scalars.map((_, i) => `o${i}`)], body: this.body, result });
+  finish(paramNames: readonly string[], result: Expr): Kernel {
+    return { params: [...paramNames, ...this.scalars.map((_, i) => `o${i}`)], body: this.body, result };
   }
 }

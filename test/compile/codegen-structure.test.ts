@@ -625,7 +625,7 @@ describe('StatementWriter', () => {
     for (const atom of [local('y'), int(2), float(1.5), paren(int(4)), paren(float(0.5))]) expect(w.bind(atom)).toBe(atom);
     // unnamed temporaries are t<n>
     const b = w.bind(binary('*', local('x'), local('x')));
-    expect(w.finish([], binary('+', a, b))).toBe('function () {\n  let t0 = x + 1;\n  let t1 = x * x;\n  return t0 + t1;\n}');
+    expect(printKernel(w.finish([], binary('+', a, b)))).toBe('function () {\n  let t0 = x + 1;\n  let t1 = x * x;\n  return t0 + t1;\n}');
   });
 
   it('an if without an else prints none; loops raise loopMax to their bound', () => {
@@ -633,7 +633,7 @@ describe('StatementWriter', () => {
     w.loopBy('p', 0, 12, 4, () => w.ifBlock(binary('<', local('p'), int(3)), () => w.stmt({ kind: 'break' })));
     w.loop('q', 0, 7, () => undefined);
     expect(w.loopMax).toBe(12);
-    expect(w.finish(['b0'], int(0))).toBe(
+    expect(printKernel(w.finish(['b0'], int(0)))).toBe(
       ['function (b0) {', '  for (let p = 0; p < 12; p += 4) {', '    if (p < 3) {', '      break;', '    }', '  }', '  for (let q = 0; q < 7; q++) {', '  }', '  return 0;', '}'].join('\n'),
     );
   });
