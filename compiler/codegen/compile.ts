@@ -105,6 +105,7 @@ export function compile(graph: Graph, wanted: readonly NodeId[] = graph.outputs,
   }
   if (options.inlineExp === true) {
     kernels.forEach((k, i) => {
+      // Stryker disable next-line LogicalOperator,ConditionalExpression,StringLiteral: the text test only saves work, inlineExp leaves a kernel without exp as it was
       if (k.ir !== undefined && k.source.includes('Math.exp(')) kernels[i] = { ...k, source: printKernel(inlineExp(k.ir)) };
     });
   }

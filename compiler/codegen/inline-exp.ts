@@ -34,10 +34,14 @@ export function inlineExp(k: Kernel): Kernel {
       return local(name(s));
     };
     const set = (s: string, value: Expr) => out.push({ kind: 'assign', name: name(s), op: '=', value });
+    // Stryker disable next-line StringLiteral: a local's suffix need only differ from its siblings', which an empty one still does
     const xc = put('x', call('min', call('max', x, float(X_MIN)), float(X_MAX)));
+    // Stryker disable next-line StringLiteral: as above
     const n = put('n', call('floor', binary('+', binary('*', xc, float(LOG2E)), float(0.5))));
+    // Stryker disable next-line StringLiteral: as above
     const f = put('f', binary('*', sub(sub(xc, binary('*', n, float(LN2_HI))), binary('*', n, float(LN2_LO))), float(LOG2E)));
     const p = put(
+      // Stryker disable next-line StringLiteral: as above
       'p',
       POW2_FRACTION.slice(0, -1).reduceRight<Expr>((acc, c) => binary('+', float(c), binary('*', f, acc)), float(POW2_FRACTION[POW2_FRACTION.length - 1]!)),
     );
@@ -49,6 +53,7 @@ export function inlineExp(k: Kernel): Kernel {
       set('s', select(has, binary('*', s, float(2 ** bit)), s));
       set('a', select(has, sub(a, float(bit)), a));
     }
+    // Stryker disable next-line StringLiteral: as above
     return put('e', select(negative, binary('/', p, s), binary('*', p, s)));
   };
   const expr = (e: Expr, out: Stmt[]): Expr => {
@@ -71,6 +76,7 @@ export function inlineExp(k: Kernel): Kernel {
     }
   };
   const stmts = (list: readonly Stmt[]): Stmt[] => {
+    // Stryker disable next-line ArrayDeclaration: printKernel skips an entry that is not a statement
     const out: Stmt[] = [];
     for (const st of list) {
       switch (st.kind) {

@@ -91,14 +91,18 @@ export function usePacked(
   wide: boolean,
 ): { readonly mmId: NodeId; readonly engine: ProductEngine } | undefined {
   if (strategy === 'dot' || wide) return undefined;
+  // Stryker disable next-line StringLiteral: equivalent, any engine but 'wasm' takes the gpu.js product's path and panel width
   const engine: ProductEngine = strategy === 'packed' ? 'gpujs' : 'wasm';
+  // Stryker disable next-line ConditionalExpression: equivalent, another group's root is not a matmul and the type guard below returns
   const mmId = group.fusedMatmul ?? (group.kind === 'matmul' ? group.root : undefined);
   if (mmId === undefined) return undefined;
   const mm = plan.graph.node(mmId);
   // Stryker disable next-line ConditionalExpression: a type guard, a matmul group's root or fused matmul is a matmul
   if (mm.op !== 'matmul') return undefined;
   const g = packedGeometry(mm, plan.graph.node(mm.a).shape, engine);
-  if (g.k === 0 || g.m === 0 || g.n === 0) return undefined;
+  if (g.k === 0) return undefined;
+  // Stryker disable next-line ConditionalExpression: m = 0 or n = 0 is an empty output, whose group compile() skips before this
+  if (g.m === 0 || g.n === 0) return undefined;
   const sizes = [g.batch * g.quads * 4 * g.k, g.batch * g.nPad * g.k, g.batch * g.quads * 4 * g.nPad];
   if (sizes.some((s) => s > FLOAT32_EXACT_INT)) return undefined;
   if (strategy === 'auto' && g.batch * g.m * g.n * g.k < PACKED_MATMUL_MIN_MACS) return undefined;

@@ -6,7 +6,10 @@
 import { GPU } from 'gpu.js';
 import { describe, expect, it } from 'vitest';
 import { inlineExp } from '../../compiler/codegen/inline-exp.ts';
-import { binary, call, float, int, load, local, printKernel, select, thread, type Kernel } from '../../compiler/codegen/kernel-ir.ts';
+import { binary, call, float, int, load, local, neg, paren, printKernel, select, thread, type Kernel } from '../../compiler/codegen/kernel-ir.ts';
+import { compile } from '../../compiler/codegen/compile.ts';
+import { Graph } from '../../compiler/ir/graph.ts';
+import * as P from '../../compiler/ir/primitives.ts';
 import { availableBackends } from './support.ts';
 
 const x = load('b0', thread('x'));
@@ -29,8 +32,14 @@ describe('inlineExp', () => {
         { kind: 'let', name: 'acc', value: float(0) },
         { kind: 'for', v: 'r', from: 0, to: 3, body: [{ kind: 'assign', name: 'acc', op: '+=', value: call('exp', local('r')) }] },
         { kind: 'if', cond: binary('>', call('exp', x), float(2)), then: [{ kind: 'assign', name: 'acc', op: '+=', value: float(1) }], else: [{ kind: 'assign', name: 'acc', op: '+=', value: call('log', local('v1')) }] },
+        // exp under a negation, in parentheses, in both arms of a select, in a load's index, in an else arm, and a loop that breaks
+        { kind: 'let', name: 'v2', value: neg(paren(call('exp', neg(x)))) },
+        { kind: 'let', name: 'v3', value: select(binary('<', x, float(0)), call('exp', x), call('exp', neg(x))) },
+        { kind: 'let', name: 'v4', value: load('b0', call('floor', call('exp', float(0)))) },
+        { kind: 'if', cond: binary('>', x, float(100)), then: [], else: [{ kind: 'assign', name: 'acc', op: '+=', value: call('exp', binary('*', x, float(0.1))) }] },
+        { kind: 'for', v: 'q', from: 0, to: 5, body: [{ kind: 'assign', name: 'acc', op: '+=', value: call('exp', local('q')) }, { kind: 'if', cond: binary('>=', local('q'), int(1)), then: [{ kind: 'break' }] }] },
       ],
-      result: binary('+', local('acc'), call('exp', select(binary('<', x, float(0)), x, int(0)))),
+      result: binary('+', binary('+', local('acc'), binary('+', local('v2'), binary('+', local('v3'), local('v4')))), call('exp', select(binary('<', x, float(0)), x, int(0)))),
     };
     const inlined = inlineExp(k);
     const text = printKernel(inlined);
@@ -39,6 +48,25 @@ describe('inlineExp', () => {
     const inputs = [-3, -0.25, 0, 0.7, 1.9];
     const want = runOnHost(k, inputs);
     runOnHost(inlined, inputs).forEach((v, i) => expect(relErr(v, want[i]!)).toBeLessThan(1e-6));
+  });
+
+  it("compile's inlineExp writes out every exp and leaves the wasm product's source alone", () => {
+    const g = new Graph();
+    const logits = g.input('logits', [6, 10]);
+    const e = P.unary('exp', logits);
+    const product = P.matmul(g.input('a', [64, 32]), g.input('b', [32, 64])); // 2^17 multiply-adds: a wasm product under 'auto'
+    g.outputs = [P.binary('div', e, P.broadcastTo(P.reduce('sum', e, 1), [6, 10])).id, P.unary('exp', product).id];
+    const plain = compile(g, g.outputs, { matmul: 'auto' });
+    const inlined = compile(g, g.outputs, { matmul: 'auto', inlineExp: true });
+    expect(plain.kernels.filter((k) => k.source.includes('Math.exp(')).length).toBeGreaterThan(0);
+    expect(inlined.kernels.map((k) => k.name)).toEqual(plain.kernels.map((k) => k.name));
+    inlined.kernels.forEach((k, i) => {
+      expect(k.source).not.toContain('Math.exp(');
+      const before = plain.kernels[i]!;
+      if (before.native !== undefined || !before.source.includes('Math.exp(')) expect(k.source).toBe(before.source);
+      else expect(k.source).toContain('xp0_e');
+    });
+    expect(inlined.kernels.some((k) => k.native !== undefined)).toBe(true);
   });
 
   it('leaves a kernel without exp as it was', () => {

@@ -417,7 +417,9 @@ describe('packed matmul groups', () => {
     const batchSwap = P.matmul(P.transpose(c.f32('xs', [5, 2, 6]), [1, 0, 2]), P.transpose(w, [0, 2, 1])); // A's batch and row axes swapped
     // batch axes swapped as well as the last two: not a plain transposed read either
     const bothSwapped = P.matmul(P.transpose(c.f32('x4', [2, 3, 5, 6]), [1, 0, 3, 2]), c.f32('w4', [3, 2, 5, 4]));
-    const outs = [plain, batchSwap, bothSwapped, P.matmul(P.unary('tanh', x), P.transpose(w, [0, 2, 1]))];
+    // A with its last two axes swapped (xᵀ·dy) and B row-major: both read in place
+    const aSwapped = P.matmul(P.transpose(c.f32('xt', [2, 3, 6, 5]), [0, 1, 3, 2]), c.f32('dy', [2, 3, 6, 7]));
+    const outs = [plain, batchSwap, bothSwapped, aSwapped, P.matmul(P.unary('tanh', x), P.transpose(w, [0, 2, 1]))];
     c.run(outs, [{ matmul: 'wasm' }]);
     const compiled = c.compile(outs, { matmul: 'wasm' });
     const packs = (t: Tensor): string[] => {
@@ -425,12 +427,13 @@ describe('packed matmul groups', () => {
       return compiled.kernels.filter((k) => k.group === group && k.name.includes('.pack')).map((k) => k.name.replace(/^.*\./, ''));
     };
     // B read transposed is packed (its octets would be strided loads); A reads rows or transposed rows itself
-    expect(outs.slice(0, 3).map(packs)).toEqual([['packB'], ['packA', 'packB'], ['packA']]);
-    const natives = outs.slice(0, 3).map((t) => compiled.kernels.find((k) => k.group === writer(compiled, t).group && k.native !== undefined)!.native!);
+    expect(outs.slice(0, 4).map(packs)).toEqual([['packB'], ['packA', 'packB'], ['packA'], []]);
+    const natives = outs.slice(0, 4).map((t) => compiled.kernels.find((k) => k.group === writer(compiled, t).group && k.native !== undefined)!.native!);
     expect(natives.map((nt) => [nt.a, nt.b])).toEqual([
       ['rows', 'packed'],
       ['packed', 'packed'],
       ['packed', 'rows'],
+      ['transposed', 'rows'],
     ]);
   });
 
@@ -449,6 +452,9 @@ describe('packed matmul groups', () => {
     expect(product.components).toBe(4);
     expect(product.native).toBeUndefined();
     expect(c.compile([y], { matmul: 'wasm' }).kernels[0]!.native).toBeDefined();
+    // an empty inner axis (a sum of nothing) stays a dot product: no product of k = 0 exists
+    const empty = P.matmul(c.f32('e0', [4, 0]), c.f32('e1', [0, 8]));
+    expect(c.compile([empty], { matmul: 'wasm' }).kernels.map((k) => [k.name, k.native])).toEqual([['k0_matmul', undefined]]);
 
     // 'auto' at exactly PACKED_MATMUL_MIN_MACS multiply-adds, and one row fewer
     const big = new Case();
