@@ -39,20 +39,21 @@ const MAX_THREADED_PIPELINES = 4;
 export const THREADED_SEGMENT_MIN_MS = 200;
 
 /**
- * Pipelines stay built between runs while together they lay out at most RETAINED_PEAK_FACTOR
- * times the memory plan's peak and at most RETAINED_MAX_BYTES, or in any case up to
- * RETAINED_PIPELINE_FLOOR_BYTES. gpu.js gives each step's output its own region unless shapes
- * match, so a pipeline holds about 4× the plan's peak (measured: 3.9× for the LSH layer's fwd+bwd
- * at L = 4K and 16K). Built per run instead, a pipeline compiles its modules again every run, runs
- * them unoptimised (V8's baseline tier) and spawns its worker pool again: the LSH layer at 16K took
- * 12.5 s per run that way against 5.0 s retained, and its process peaked higher (1.29 against
- * 1.04 GB RSS: freed wasm memories outlive their runs until the garbage collector reaches them).
- * Graphs whose pipelines would hold many times their plan's peak (a training graph of several
- * layers: up to 13× at L = 2048) or more than 2 GiB are built per run, one pipeline alive at a time.
+ * Pipelines stay built between runs while together they lay out at most this many bytes; a graph
+ * whose pipelines would hold more builds each pipeline just before it runs (`per-run`). The bound
+ * is the same for every graph, so two graphs of one model (a training step with the memory
+ * schedules and one without) run alike as long as both fit. gpu.js gives each step's output its
+ * own region unless shapes match, so pipelines hold several times the memory plan's peak (3.9× for
+ * the LSH layer's fwd+bwd at L = 4K and 16K, up to 13× for a training step of several layers at
+ * L = 2048). Built per run, a pipeline compiles its modules again every run, runs them unoptimised
+ * (V8's baseline tier) and spawns its worker pool again: the LSH layer at 16K took 12.5 s per run
+ * that way against 5.0 s kept, and its process peaked higher (1.29 against 1.04 GB RSS: freed wasm
+ * memories outlive their runs until the garbage collector reaches them); a 2-layer training step
+ * at L = 2048 took 4.5 s against 1.0 s.
  */
-const RETAINED_PEAK_FACTOR = 5;
 const RETAINED_MAX_BYTES = 2 * 2 ** 30;
-const RETAINED_PIPELINE_FLOOR_BYTES = 256 * 2 ** 20;
+/** A per-run pipeline holds at most max(the memory plan's peak, this). */
+const PER_RUN_PIPELINE_FLOOR_BYTES = 256 * 2 ** 20;
 
 /**
  * Most bytes one pipeline lays out: a wasm32 memory stops at 4 GiB, and gpu.js adds slack pages.
@@ -66,7 +67,7 @@ const MAX_PIPELINE_BYTES = 2 * 2 ** 30;
  * match), which the runtime's memory plan does not see. `retained`: every pipeline stays built.
  * `per-run`: the graph is cut into pipelines of at most about the memory plan's peak, each built
  * just before it runs and destroyed after, so only one is alive at a time; for graphs whose
- * pipelines together would hold far more than the plan's peak (see RETAINED_PEAK_FACTOR).
+ * pipelines together would hold more than RETAINED_MAX_BYTES.
  */
 export type PipelineMemory = 'retained' | 'per-run';
 
@@ -125,8 +126,8 @@ export interface CompiledRunnerOptions {
    */
   readonly matmul?: MatmulStrategy;
   /**
-   * `'auto'` (default): pipelines stay built unless together they would hold more than
-   * max(the memory plan's peak, 64 MiB), then they are built per run (see PipelineMemory).
+   * `'auto'` (default): pipelines stay built unless together they would hold more than 2 GiB,
+   * then they are built per run (see PipelineMemory and RETAINED_MAX_BYTES).
    */
   readonly pipelineMemory?: 'auto' | PipelineMemory;
   /**
@@ -300,10 +301,9 @@ export class CompiledRunner implements GraphRunner {
     let segments = this.usePipeline ? splitSegments(compiled) : compiled.kernels.map((_, i) => segmentOf(compiled, i, i, true));
     const memory = planMemory(compiled);
     const retainedBytes = segments.reduce((sum, seg) => sum + (seg.standalone ? 0 : pipelineBytes(compiled, seg)), 0);
-    const retainedBudget = Math.max(Math.min(RETAINED_PEAK_FACTOR * memory.peakBytes, RETAINED_MAX_BYTES), RETAINED_PIPELINE_FLOOR_BYTES);
-    const pipelineMemory: PipelineMemory = this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > retainedBudget ? 'per-run' : 'retained';
+    const pipelineMemory: PipelineMemory = this.pipelineMemory !== 'auto' ? this.pipelineMemory : retainedBytes > RETAINED_MAX_BYTES ? 'per-run' : 'retained';
     // built one at a time, a per-run pipeline holds at most about the memory plan's peak
-    const cap = this.maxPipelineBytes ?? (pipelineMemory === 'per-run' ? Math.min(MAX_PIPELINE_BYTES, Math.max(memory.peakBytes, RETAINED_PIPELINE_FLOOR_BYTES)) : MAX_PIPELINE_BYTES);
+    const cap = this.maxPipelineBytes ?? (pipelineMemory === 'per-run' ? Math.min(MAX_PIPELINE_BYTES, Math.max(memory.peakBytes, PER_RUN_PIPELINE_FLOOR_BYTES)) : MAX_PIPELINE_BYTES);
     if (this.usePipeline) segments = segments.flatMap((seg) => (seg.standalone ? [seg] : splitByBytes(compiled, seg, cap)));
     const exe: Executable = { compiled, memory, kernels, segments, constants, pipelineMemory, retainedBytes };
     for (const seg of segments) {
