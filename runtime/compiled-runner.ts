@@ -84,7 +84,7 @@ export interface RunnerStats {
   /** Distinct compiled kernels so far (kernels are shared by source across layers and graphs). */
   readonly distinctKernels: number;
   /**
-   * How the last run's kernels were split: pipelines and standalone (`Array(4)`, native) kernels,
+   * How the last run's kernels were split: pipelines and standalone (`Array(4)`) kernels,
    * and how many pipelines ran on a worker pool (gpu.js's fused-threaded executor) last time.
    */
   readonly segments: { readonly pipelines: number; readonly standalone: number; readonly threaded: number };

@@ -40,9 +40,9 @@ export interface KernelSource {
    */
   readonly components: 1 | 4;
   /**
-   * Set for a packed matmul's product run as our own WebAssembly SIMD module (wasm-matmul.ts)
-   * instead of through gpu.js; `source` then only describes it. Like `Array(4)` kernels it runs
-   * between pipeline segments.
+   * Set for a packed matmul's product that runs as our own WebAssembly SIMD module on webasm
+   * (wasm-matmul.ts): `source` computes the same product one dot per thread and carries this shape,
+   * and the runtime has gpu.js assemble the module in its place, as an ordinary pipeline step.
    */
   readonly native?: WasmMatmulShape;
   /**
