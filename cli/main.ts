@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { defaultRunConfig, MAX_SEED } from '../reformer/config.ts';
+import { PIPELINE_MEMORY_CHOICES } from './pipeline-memory.ts';
 
 function int(name: string) {
   return (value: string): number => {
@@ -28,6 +29,13 @@ function num(name: string) {
 const backends = ['auto', 'webgpu', 'headlessgl', 'webasm', 'cpu', 'reference'];
 function backend(value: string): string {
   if (!backends.includes(value)) throw new InvalidArgumentError(`unknown backend '${value}'; allowed: ${backends.join(', ')}`);
+  return value;
+}
+
+function pipelineMemory(value: string): string {
+  if (!(PIPELINE_MEMORY_CHOICES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`unknown pipeline memory mode '${value}'; allowed: ${PIPELINE_MEMORY_CHOICES.join(', ')}`);
+  }
   return value;
 }
 
@@ -58,6 +66,12 @@ export function buildProgram(outcome: CommandOutcome = { exitCode: 0 }): Command
     .option('--out <dir>', 'run directory (one run each): manifest, checkpoints, run log', 'runs/default')
     .option('--seed <n>', 'random seed', seed, 0)
     .option('--backend <name>', `execution backend: ${backends.join(' | ')}`, backend, 'auto')
+    .option(
+      '--pipeline-memory <mode>',
+      `gpu.js pipelines between steps: ${PIPELINE_MEMORY_CHOICES.join(' | ')} (auto: kept while they fit in 2 GiB; per-run: less memory, slower; values are the same)`,
+      pipelineMemory,
+      'auto',
+    )
     .option('--resume', 'continue the run in --out exactly as its manifest records it', false)
     .option('--force', 'start a new run in a non-empty --out, moving the old run aside', false)
     .option('--eval-every <n>', `evaluate every n steps (default: the config's train.evalEvery, ${t.evalEvery} built in)`, int('--eval-every'))

@@ -236,6 +236,7 @@ export class CompiledRunner implements GraphRunner {
     const tags = [
       this.wide ? ' [wide indices]' : '',
       this.matmul !== 'auto' ? ` [matmul ${this.matmul}]` : '',
+      this.pipelineMemory !== 'auto' ? ` [pipelines ${this.pipelineMemory}]` : '',
       typeof this.wasmProducts === 'string' ? ` [dot-product matmuls: ${this.wasmProducts}]` : '',
     ].join('');
     return `gpu.js ${this.backend.name}${executor ? ` (${executor}${perRun})` : ''}${tags}`;

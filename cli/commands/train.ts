@@ -16,6 +16,7 @@ import { dataSpecOf, describeDataMismatch, openDataSource, openRecordedData, typ
 import { latestCheckpoint, TEMP_PREFIX } from '../../runtime/checkpoint.ts';
 import { TrainProgress } from '../progress.ts';
 import { openRunner } from './runner.ts';
+import type { PipelineMemoryChoice } from '../pipeline-memory.ts';
 
 export interface TrainCommandOptions {
   readonly config?: string;
@@ -24,6 +25,8 @@ export interface TrainCommandOptions {
   readonly out: string;
   readonly seed: number;
   readonly backend: string;
+  /** Pipelines kept between steps, built per step, or chosen by size (cli/pipeline-memory.ts); not recorded. */
+  readonly pipelineMemory?: PipelineMemoryChoice;
   readonly resume: boolean;
   readonly force: boolean;
   readonly reversible: boolean;
@@ -149,7 +152,7 @@ async function startRun(opts: TrainCommandOptions): Promise<number> {
     // Again under the lock: another process may have started a run here meanwhile.
     const entries = runEntries(out);
     checkEmpty(out, entries, opts.force);
-    const runner = await openRunner(opts.backend);
+    const runner = await openRunner(opts.backend, opts.pipelineMemory);
     if (entries.length > 0) console.log(`moved the previous contents of ${out} to ${moveAside(out, entries)}`);
     const manifest: RunManifest = {
       config,
@@ -197,7 +200,7 @@ async function resumeRun(opts: TrainCommandOptions): Promise<number> {
       await writeRunManifest(out, manifest);
       console.log(`run length changed from ${recorded.config.train.steps} to ${config.train.steps} steps (recorded in ${RUN_MANIFEST})`);
     }
-    const runner = await openRunner(recorded.backend.requested);
+    const runner = await openRunner(recorded.backend.requested, opts.pipelineMemory);
     if (resumeFrom === undefined) console.log(`no checkpoint in ${out} yet: starting the run over from step 1`);
     return await runTraining(out, lock, manifest, data, runner, true, opts.progress);
   } finally {

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { formatDuration, StepTimes } from '../../cli/progress.ts';
 import { escapeControlChars } from '../../reformer/generate.ts';
-import { tinySetup } from './support.ts';
+import { logRecords, tinySetup } from './support.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'reformer-cli-main-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -43,6 +43,7 @@ describe('reformer CLI errors and help', () => {
     expect(oneErrorLine(await run(['train', '--bogus']))).toMatch(/unknown option '--bogus'/);
     expect(oneErrorLine(await run(['eval']))).toMatch(/required option '--checkpoint <dir>' not specified/);
     expect(oneErrorLine(await run(['train', '--backend', 'tpu']))).toMatch(/unknown backend 'tpu'/);
+    expect(oneErrorLine(await run(['train', '--pipeline-memory', 'some']))).toMatch(/unknown pipeline memory mode 'some'; allowed: auto, retained, per-run/);
     expect(oneErrorLine(await run(['nonsense']))).toMatch(/unknown command 'nonsense'/);
   });
 
@@ -51,6 +52,20 @@ describe('reformer CLI errors and help', () => {
     expect(oneErrorLine(await run(['train', '--seed', '-1']))).toMatch(/--seed must be an integer from 0 to 4294967295/);
     expect(oneErrorLine(await run(['generate', '--checkpoint', dir, '--seed', '4294967296']))).toMatch(/--seed must be an integer/);
   });
+
+  it('--pipeline-memory changes where pipelines live, not what training computes, and the runner is told', async () => {
+    const { config, data } = tinySetup(dir, { steps: 2, evalEvery: 2, checkpointEvery: 2 });
+    const logs = [];
+    for (const mode of ['retained', 'per-run'] as const) {
+      const out = join(dir, `pipelines-${mode}`);
+      const r = await run(['train', '--config', config, '--data', data, '--out', out, '--backend', 'webasm', '--pipeline-memory', mode, '--no-progress']);
+      expect(r.code, r.stderr).toBe(0);
+      // the runner's description, printed at the start, names the mode
+      expect(r.stdout).toContain(`[pipelines ${mode}]`);
+      logs.push(logRecords(out));
+    }
+    expect(logs[1]).toEqual(logs[0]);
+  }, 240_000);
 
   it('eval --batches 0 is an error, not 0.000 bits/char', async () => {
     expect(oneErrorLine(await run(['eval', '--checkpoint', dir, '--batches', '0']))).toMatch(/--batches must be at least 1, got 0/);
