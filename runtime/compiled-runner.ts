@@ -22,11 +22,6 @@ import { BYTES_PER_ELEMENT, planMemory, type MemoryPlan } from './memory-plan.ts
 import type { Feeds, GraphRunner } from './runner.ts';
 import { installProductHook } from './wasm-product-hook.ts';
 
-/**
- * `segmented`: the graph has packed matmul products (our wasm SIMD module, or gpu.js `Array(4)`
- * kernels, which its fused pipeline cannot chain), so it ran as pipelines between those products
- * (`stats.segments`).
- */
 /** Threaded pipelines per compiled graph; a graph with more runs them all on the calling thread. */
 const MAX_THREADED_PIPELINES = 4;
 
@@ -71,6 +66,11 @@ const MAX_PIPELINE_BYTES = 2 * 2 ** 30;
  */
 export type PipelineMemory = 'retained' | 'per-run';
 
+/**
+ * How the last run executed; `segmented`: the graph has gpu.js `Array(4)` products (the `'packed'`
+ * matmul strategy), which its fused pipeline cannot chain, so it ran as pipelines between them
+ * (`stats.segments`).
+ */
 export type ExecutorKind = 'fused-threaded' | 'fused-sync' | 'fused-encoder' | 'generic' | 'kernel-by-kernel' | 'segmented';
 
 export interface RunnerStats {
