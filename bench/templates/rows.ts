@@ -11,6 +11,8 @@
  * row's stats as uniform values. logsumexp needs kernel 1 only: max + log(sum).
  */
 import type { GPU } from 'gpu.js';
+import { expStatements } from '../../compiler/codegen/inline-exp.ts';
+import { local, printExpr, printStatements, type Stmt } from '../../compiler/codegen/kernel-ir.ts';
 import { buildKernel, float, int, type KernelSource } from './kernel-source.ts';
 
 export interface RowsOptions {
@@ -26,28 +28,13 @@ function check(o: RowsOptions, what: string): void {
 }
 
 /**
- * Kernel text computing exp(v) for v <= 0 into a fresh local `out` without Math.exp: on webasm
- * Math.exp is a call into JavaScript per lane, ~40× slower than this. exp(v) = 2^t, t = v·log2 e,
- * split as 2^floor(t) · 2^frac(t): the fraction by a degree-6 polynomial (rel. err ≈ 2e-7 on
- * [0,1)), the integer power by binary decomposition with selects (wasm kernels cannot build the
- * float exponent bits). Below 2^-126 the result flushes to 0, harmless for softmax sums.
+ * Kernel text computing exp(v) into a fresh local `out` without Math.exp (on webasm a call into
+ * JavaScript per lane): the compiler's own lowering (compiler/codegen/inline-exp.ts).
  */
-export function expNegText(v: string, out: string, tag: string): string {
-  const t = `t${tag}`;
-  const fl = `fl${tag}`;
-  const f = `f${tag}`;
-  const lines = [
-    `const ${t} = ${v} * 1.4426950408889634 > -126.0 ? ${v} * 1.4426950408889634 : -126.0;`,
-    `const ${fl} = Math.floor(${t});`,
-    `const ${f} = ${t} - ${fl};`,
-    `let ${out} = 1.0 + ${f} * (0.6931471805599453 + ${f} * (0.2402265069591007 + ${f} * (0.05550410866482158 + ${f} * (0.009618129107628477 + ${f} * (0.0013333558146428443 + ${f} * 0.00015403530393381609)))));`,
-    `let n${tag} = 0.0 - ${fl};`,
-  ];
-  for (const bit of [64, 32, 16, 8, 4, 2, 1]) {
-    lines.push(`${out} = n${tag} >= ${float(bit)} ? ${out} * ${float(2 ** -bit)} : ${out};`);
-    lines.push(`n${tag} = n${tag} >= ${float(bit)} ? n${tag} - ${float(bit)} : n${tag};`);
-  }
-  return lines.join('\n  ');
+function expText(v: string, out: string, indent: string): string {
+  const body: Stmt[] = [];
+  const result = expStatements(local(v), `${out}_`, body);
+  return [...printStatements(body, 0), `let ${out} = ${printExpr(result)};`].join(`\n${indent}`);
 }
 
 /** LayerNorm stats kernel: (x) → [rows][2] = [mean, rstd]. */
@@ -94,7 +81,7 @@ export function softmaxStatsSource(o: RowsOptions): KernelSource {
   let s = 0.0;
   for (let c = 0; c < ${int(o.cols)}; c++) {
     const d = x[${row} + c] - mx;
-    ${expNegText('d', 'e', '')}
+    ${expText('d', 'e', '    ')}
     s += e;
   }
   return [mx, s];
@@ -109,7 +96,7 @@ export function softmaxApplySource(o: RowsOptions): KernelSource {
   const mx = stats[this.thread.y * 2];
   const inv = 1.0 / stats[this.thread.y * 2 + 1];
   const d = x[this.thread.y * ${int(o.cols)} + this.thread.x] - mx;
-  ${expNegText('d', 'e', '')}
+  ${expText('d', 'e', '  ')}
   return e * inv;
 }`;
   return { source, output: [o.cols, o.rows], components: 1, loopMaxIterations: 1 };

@@ -23,39 +23,44 @@ const POW2_FRACTION = [1, 0.6931471805599453, 0.2402265069591007, 0.055504108664
 const X_MIN = -87.33654;
 const X_MAX = 88;
 
+/**
+ * The statements computing exp(x), appended to `out` (locals named `<tag>…`), and the local that
+ * holds the result.
+ */
+export function expStatements(x: Expr, tag: string, out: Stmt[]): Expr {
+  const name = (s: string) => `${tag}${s}`;
+  const put = (s: string, value: Expr): Expr => {
+    out.push({ kind: 'let', name: name(s), value });
+    return local(name(s));
+  };
+  const set = (s: string, value: Expr) => out.push({ kind: 'assign', name: name(s), op: '=', value });
+  // Stryker disable next-line StringLiteral: a local's suffix need only differ from its siblings', which an empty one still does
+  const xc = put('x', call('min', call('max', x, float(X_MIN)), float(X_MAX)));
+  // Stryker disable next-line StringLiteral: as above
+  const n = put('n', call('floor', binary('+', binary('*', xc, float(LOG2E)), float(0.5))));
+  // Stryker disable next-line StringLiteral: as above
+  const f = put('f', binary('*', sub(sub(xc, binary('*', n, float(LN2_HI))), binary('*', n, float(LN2_LO))), float(LOG2E)));
+  const p = put(
+    // Stryker disable next-line StringLiteral: as above
+    'p',
+    POW2_FRACTION.slice(0, -1).reduceRight<Expr>((acc, c) => binary('+', float(c), binary('*', f, acc)), float(POW2_FRACTION[POW2_FRACTION.length - 1]!)),
+  );
+  const negative = binary('<', n, float(0));
+  const a = put('a', select(negative, sub(float(0), n), n));
+  const s = put('s', float(1));
+  for (const bit of [64, 32, 16, 8, 4, 2, 1]) {
+    const has = binary('>=', a, float(bit));
+    set('s', select(has, binary('*', s, float(2 ** bit)), s));
+    set('a', select(has, sub(a, float(bit)), a));
+  }
+  // Stryker disable next-line StringLiteral: as above
+  return put('e', select(negative, binary('/', p, s), binary('*', p, s)));
+}
+
 /** The kernel with every exp call replaced by inline arithmetic (locals named `xp<i>_…`). */
 export function inlineExp(k: Kernel): Kernel {
   let count = 0;
-  const expand = (x: Expr, out: Stmt[]): Expr => {
-    const tag = `xp${count++}_`;
-    const name = (s: string) => `${tag}${s}`;
-    const put = (s: string, value: Expr): Expr => {
-      out.push({ kind: 'let', name: name(s), value });
-      return local(name(s));
-    };
-    const set = (s: string, value: Expr) => out.push({ kind: 'assign', name: name(s), op: '=', value });
-    // Stryker disable next-line StringLiteral: a local's suffix need only differ from its siblings', which an empty one still does
-    const xc = put('x', call('min', call('max', x, float(X_MIN)), float(X_MAX)));
-    // Stryker disable next-line StringLiteral: as above
-    const n = put('n', call('floor', binary('+', binary('*', xc, float(LOG2E)), float(0.5))));
-    // Stryker disable next-line StringLiteral: as above
-    const f = put('f', binary('*', sub(sub(xc, binary('*', n, float(LN2_HI))), binary('*', n, float(LN2_LO))), float(LOG2E)));
-    const p = put(
-      // Stryker disable next-line StringLiteral: as above
-      'p',
-      POW2_FRACTION.slice(0, -1).reduceRight<Expr>((acc, c) => binary('+', float(c), binary('*', f, acc)), float(POW2_FRACTION[POW2_FRACTION.length - 1]!)),
-    );
-    const negative = binary('<', n, float(0));
-    const a = put('a', select(negative, sub(float(0), n), n));
-    const s = put('s', float(1));
-    for (const bit of [64, 32, 16, 8, 4, 2, 1]) {
-      const has = binary('>=', a, float(bit));
-      set('s', select(has, binary('*', s, float(2 ** bit)), s));
-      set('a', select(has, sub(a, float(bit)), a));
-    }
-    // Stryker disable next-line StringLiteral: as above
-    return put('e', select(negative, binary('/', p, s), binary('*', p, s)));
-  };
+  const expand = (x: Expr, out: Stmt[]): Expr => expStatements(x, `xp${count++}_`, out);
   const expr = (e: Expr, out: Stmt[]): Expr => {
     switch (e.kind) {
       case 'load':

@@ -188,6 +188,13 @@ function printStmts(stmts: readonly Stmt[], depth: number, out: string[]): void 
   }
 }
 
+/** Statements as kernel text, one per line, indented by `depth` levels (for hand-written templates). */
+export function printStatements(stmts: readonly Stmt[], depth: number): string[] {
+  const lines: string[] = [];
+  printStmts(stmts, depth, lines);
+  return lines;
+}
+
 /** The gpu.js kernel source: `function (b0, b1, o0) { ...; return v; }`. */
 export function printKernel(k: Kernel): string {
   const lines: string[] = [];
